@@ -1,0 +1,67 @@
+"""The gateway's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import langscale
+from langscale.redis import create_redis
+from langscale.runs import RunStore
+from langscale.settings import Settings, get_settings
+from langscale_gateway import errors
+from langscale_gateway.body_limit import BodySizeLimit
+from langscale_gateway.catalog import PipelineCatalog
+from langscale_gateway.routes import langserve, runs, system
+from langscale_gateway.service import RunService
+from langscale_gateway.waiter import RunWaiter
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = create_redis(settings)
+        store = RunStore(redis, queue_name=settings.queue_name, result_ttl=settings.result_ttl)
+        waiter = RunWaiter(redis, store)
+        await waiter.start()
+        app.state.service = RunService(
+            settings=settings,
+            runs=store,
+            catalog=PipelineCatalog(redis, ttl=settings.pipeline_cache_ttl),
+            waiter=waiter,
+        )
+        try:
+            yield
+        finally:
+            await waiter.stop()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="langscale gateway",
+        version=langscale.__version__,
+        description="Queue LangChain runs for langscale workers; LangServe-compatible.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    # Fixed routes first: /v1/... must never be taken for /{pipeline}/...
+    app.include_router(system.router)
+    app.include_router(runs.router)
+    app.include_router(langserve.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def run(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )

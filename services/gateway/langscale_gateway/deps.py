@@ -1,0 +1,16 @@
+"""FastAPI dependencies: the per-process objects built in the app's lifespan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from langscale_gateway.service import RunService
+
+
+def get_service(request: Request) -> RunService:
+    return request.app.state.service
+
+
+Service = Annotated[RunService, Depends(get_service)]

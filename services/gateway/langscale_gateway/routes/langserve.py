@@ -1,0 +1,138 @@
+"""LangServe-compatible routes, so ``RemoteRunnable("http://host/<pipeline>")`` works as is.
+
+Same request and response bodies as LangServe's ``add_routes``: invoke answers
+``{"output", "metadata": {"run_id", "feedback_tokens"}}``, batch answers
+``{"output": [...], "metadata": {"run_ids", "responses"}}``. Each input is one queued run.
+When the runs do not end within the timeout the answer is 202 with the run ids to poll.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from langscale.contract import RunRecord, RunState
+from langscale_gateway.deps import Service
+from langscale_gateway.errors import ApiError, error_response
+from langscale_gateway.routes.runs import status_url
+
+router = APIRouter(tags=["langserve"])
+
+TimeoutParam = Query(
+    None, description="Seconds to wait for the result before answering 202 with the run id."
+)
+
+
+class InvokeRequest(BaseModel):
+    input: Any = Field(description="The input to the pipeline.")
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchRequest(BaseModel):
+    inputs: list[Any] = Field(description="The inputs; each becomes one run.")
+    config: dict[str, Any] | list[dict[str, Any]] = Field(default_factory=dict)
+
+
+def _unfinished(request: Request, records: list[RunRecord]) -> JSONResponse:
+    runs = [
+        {"run_id": r.run_id, "state": r.state.value, "status_url": status_url(request, r.run_id)}
+        for r in records
+    ]
+    body: dict[str, Any] = runs[0] if len(runs) == 1 else {"runs": runs}
+    return JSONResponse(
+        body,
+        status_code=202,
+        headers={"Location": runs[0]["status_url"], "Retry-After": "1"},
+    )
+
+
+def _failure(record: RunRecord) -> JSONResponse:
+    error = record.error
+    if record.state is RunState.CANCELLED:
+        return error_response(409, "run_cancelled", "the run was cancelled", run_id=record.run_id)
+    return error_response(
+        500,
+        error.type if error else "run_failed",
+        error.message if error else "the run failed",
+        run_id=record.run_id,
+    )
+
+
+@router.post("/{pipeline}/invoke", summary="Run a pipeline and wait for its output")
+async def invoke(
+    pipeline: str,
+    body: InvokeRequest,
+    request: Request,
+    service: Service,
+    timeout: float | None = TimeoutParam,
+) -> JSONResponse:
+    wait_for = service.invoke_timeout(timeout)
+    run_ids = await service.submit(pipeline, [body.input], [body.config])
+    (record,) = await service.wait(run_ids, wait_for)
+    if not record.state.is_final:
+        return _unfinished(request, [record])
+    if record.state is not RunState.SUCCEEDED:
+        return _failure(record)
+    return JSONResponse(
+        {"output": record.output, "metadata": {"run_id": record.run_id, "feedback_tokens": []}}
+    )
+
+
+@router.post("/{pipeline}/batch", summary="Run a pipeline on many inputs and wait for all")
+async def batch(
+    pipeline: str,
+    body: BatchRequest,
+    request: Request,
+    service: Service,
+    timeout: float | None = TimeoutParam,
+) -> JSONResponse:
+    wait_for = service.invoke_timeout(timeout)
+    count = len(body.inputs)
+    if count > service.settings.max_batch_size:
+        raise ApiError(
+            422,
+            "batch_too_large",
+            f"{count} inputs; at most {service.settings.max_batch_size} per batch",
+        )
+    if not body.inputs:
+        return JSONResponse({"output": [], "metadata": {"run_ids": [], "responses": []}})
+    if isinstance(body.config, list):
+        if len(body.config) != count:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"config is a list of {len(body.config)} items for {count} inputs",
+            )
+        configs = body.config
+    else:
+        configs = [body.config] * count
+    paths = [f"$.inputs[{i}]" for i in range(count)]
+    run_ids = await service.submit(pipeline, body.inputs, configs, input_paths=paths)
+    records = await service.wait(run_ids, wait_for)
+    if not all(r.state.is_final for r in records):
+        return _unfinished(request, records)
+    for record in records:
+        if record.state is not RunState.SUCCEEDED:
+            return _failure(record)
+    return JSONResponse(
+        {
+            "output": [r.output for r in records],
+            "metadata": {
+                "run_ids": run_ids,
+                "responses": [{"run_id": r, "feedback_tokens": []} for r in run_ids],
+            },
+        }
+    )
+
+
+@router.get("/{pipeline}/input_schema", summary="JSON schema of the pipeline's input")
+async def input_schema(pipeline: str, service: Service) -> dict[str, Any]:
+    return (await service.catalog.get(pipeline)).definition.input_schema
+
+
+@router.get("/{pipeline}/output_schema", summary="JSON schema of the pipeline's output")
+async def output_schema(pipeline: str, service: Service) -> dict[str, Any]:
+    return (await service.catalog.get(pipeline)).definition.output_schema

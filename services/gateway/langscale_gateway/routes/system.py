@@ -1,0 +1,44 @@
+"""Health, readiness and the pipeline list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from langscale import catalog
+from langscale_gateway.deps import Service
+from langscale_gateway.errors import error_response
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["system"], summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["system"], summary="Redis is reachable and pipelines are known")
+async def readyz(service: Service) -> JSONResponse:
+    try:
+        await service.runs.redis.ping()
+        pipelines = await service.catalog.all()
+        workers = await catalog.live_workers(
+            service.runs.redis, 3 * service.settings.pipeline_heartbeat
+        )
+    except (RedisError, OSError) as error:
+        return error_response(503, "redis_unavailable", f"Redis is not reachable: {error}")
+    if not pipelines:
+        return error_response(
+            503, "no_pipelines", "no worker has published pipeline definitions yet"
+        )
+    # Workers may be scaled to zero: runs then wait in the queue, so that is still ready.
+    return JSONResponse({"status": "ready", "pipelines": sorted(pipelines), "workers": workers})
+
+
+@router.get("/v1/pipelines", tags=["runs"], summary="Pipelines with their JSON schemas")
+async def list_pipelines(service: Service) -> dict[str, Any]:
+    pipelines = await service.catalog.all()
+    return {"pipelines": [known.definition.model_dump() for _, known in sorted(pipelines.items())]}

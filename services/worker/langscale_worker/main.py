@@ -1,0 +1,117 @@
+"""``langscale worker``: load pipelines, publish them, and run the arq worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from langscale import catalog, keys
+from langscale.contract import JOB_FUNCTION, ErrorInfo, RunState
+from langscale.redis import arq_redis_settings, dump_job, load_job
+from langscale.runs import RunStore
+from langscale.settings import Settings
+from langscale_worker.jobs import CTX_RUNTIME, WorkerRuntime, run_pipeline
+from langscale_worker.registry import Pipeline, PipelineLoadError, load_registry
+from langscale_worker.worker import LangscaleWorker
+
+logger = logging.getLogger(__name__)
+
+
+class PipelineWorker(LangscaleWorker):
+    """The worker with langscale's run bookkeeping around arq's job lifecycle."""
+
+    def __init__(self, settings: Settings, pipelines: dict[str, Pipeline], **kwargs: Any):
+        self.settings = settings
+        self.pipelines = pipelines
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._heartbeat: asyncio.Task[None] | None = None
+        from arq.worker import func
+
+        super().__init__(
+            functions=[func(run_pipeline, name=JOB_FUNCTION)],
+            queue_name=settings.queue_name,
+            redis_settings=arq_redis_settings(settings),
+            wake_channel=keys.wake_channel(settings.queue_name),
+            max_jobs=settings.worker_concurrency,
+            # The run enforces job_timeout itself and records a `timeout` error; arq's
+            # limit is only a backstop.
+            job_timeout=settings.job_timeout + 5,
+            keep_result=settings.result_ttl,
+            poll_delay=settings.poll_interval,
+            job_serializer=dump_job,
+            job_deserializer=load_job,
+            on_startup=self._on_startup,
+            on_shutdown=self._on_shutdown,
+            log_results=False,
+            **kwargs,
+        )
+
+    @property
+    def runs(self) -> RunStore:
+        return self.ctx[CTX_RUNTIME].runs
+
+    async def _on_startup(self, ctx: dict[str, Any]) -> None:
+        runs = RunStore(
+            ctx["redis"], queue_name=self.settings.queue_name, result_ttl=self.settings.result_ttl
+        )
+        ctx[CTX_RUNTIME] = WorkerRuntime(
+            settings=self.settings, pipelines=self.pipelines, runs=runs
+        )
+        await self._publish()
+        self._heartbeat = asyncio.create_task(self._publish_forever())
+        logger.info(
+            "worker ready",
+            extra={"worker_id": self.worker_id, "pipelines": sorted(self.pipelines)},
+        )
+
+    async def _on_shutdown(self, ctx: dict[str, Any]) -> None:
+        if self._heartbeat:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        with contextlib.suppress(Exception):
+            await catalog.unregister_worker(ctx["redis"], self.worker_id)
+
+    async def _publish(self) -> None:
+        definitions = [pipeline.definition() for pipeline in self.pipelines.values()]
+        await catalog.publish(self.pool, self.worker_id, definitions)
+
+    async def _publish_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.pipeline_heartbeat)
+            try:
+                await self._publish()
+            except Exception as error:  # keep serving; the next beat retries
+                logger.warning("pipeline heartbeat failed: %s", error)
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """arq gave up on a job without running our function (attempts exhausted, job
+        expired, aborted before start): end the run too, or clients would wait forever."""
+        await super().finish_failed_job(job_id, result_data)
+        if CTX_RUNTIME in self.ctx:
+            error = ErrorInfo(
+                type="run_lost",
+                message="the run could not be executed: its attempts were exhausted or its "
+                "job expired",
+            )
+            await self.runs.finish(job_id, RunState.FAILED, error=error)
+
+
+def build_worker(settings: Settings, **kwargs: Any) -> PipelineWorker:
+    """Load every pipeline (a bad import path raises PipelineLoadError) and build the
+    worker; models and pipelines are built before it takes any job."""
+    return PipelineWorker(settings, load_registry(settings.pipelines), **kwargs)
+
+
+def run(settings: Settings) -> None:
+    logging.getLogger("arq").setLevel(logging.WARNING)  # arq logs job arguments at INFO
+    try:
+        worker = build_worker(settings)
+    except PipelineLoadError as error:
+        raise SystemExit(f"langscale worker: {error}") from None
+    worker.run()

@@ -1,0 +1,74 @@
+"""The ``langscale`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from langscale_gateway.app import run
+
+    from langscale.logs import configure_logging
+    from langscale.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings, "gateway")
+    run(settings, args.host, args.port)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from langscale_worker.main import run
+
+    from langscale.logs import configure_logging
+    from langscale.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings, "worker")
+    run(settings)
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from langscale.dev import run
+
+    return run(args.host, args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="langscale", description="Run LangChain applications under real load."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gateway = commands.add_parser("gateway", help="run the HTTP gateway")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8000)
+    gateway.set_defaults(func=_gateway)
+
+    worker = commands.add_parser("worker", help="run a worker (settings: LANGSCALE_*)")
+    worker.set_defaults(func=_worker)
+
+    dev = commands.add_parser("dev", help="run Redis, a gateway and a worker locally")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.set_defaults(func=_dev)
+
+    try:
+        from langscale.autoscale.cli import add_parser as add_autoscale
+    except ImportError:
+        pass
+    else:
+        add_autoscale(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

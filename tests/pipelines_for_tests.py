@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel
 
@@ -56,3 +57,12 @@ TEST_PIPELINES = (
     "sync-upper=pipelines_for_tests:sync_upper,"
     "sleepy=pipelines_for_tests:sleepy"
 )
+
+
+def message_echo() -> Runnable:
+    """Answers an AIMessage echoing the last message of a list of messages."""
+
+    def echo(messages: list[BaseMessage]) -> AIMessage:
+        return AIMessage(content=f"echo: {messages[-1].content}")
+
+    return RunnableLambda(echo).with_types(input_type=list[BaseMessage], output_type=AIMessage)

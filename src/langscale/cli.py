@@ -8,10 +8,9 @@ from collections.abc import Sequence
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    from langscale_gateway.app import run
-
     from langscale.logs import configure_logging
     from langscale.settings import get_settings
+    from langscale_gateway.app import run
 
     settings = get_settings()
     configure_logging(settings, "gateway")
@@ -20,10 +19,9 @@ def _gateway(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from langscale_worker.main import run
-
     from langscale.logs import configure_logging
     from langscale.settings import get_settings
+    from langscale_worker.main import run
 
     settings = get_settings()
     configure_logging(settings, "worker")

@@ -9,11 +9,12 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from pipelines_for_tests import TEST_PIPELINES
-from support import Stack, wait_until
 
 from langscale import keys
 from langscale.localredis import LocalRedis
+
+from pipelines_for_tests import TEST_PIPELINES
+from support import Stack, wait_until
 
 MAX_BODY = 4096
 

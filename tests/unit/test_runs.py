@@ -1,0 +1,100 @@
+"""RunStore and the worker's claim script against a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from arq.jobs import deserialize_job_raw
+from redis.asyncio import Redis
+
+from langscale import keys
+from langscale.contract import JOB_FUNCTION, ErrorInfo, JobSpec, RunState, new_run_id, now_ms
+from langscale.localredis import LocalRedis
+from langscale.redis import load_job
+from langscale.runs import RunStore
+from langscale_worker.worker import _CLAIM_READY_JOBS
+
+QUEUE = "test:queue"
+
+
+@pytest.fixture
+async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    await client.flushdb()  # our own server, started for this module
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def store(redis: Redis) -> RunStore:
+    return RunStore(redis, queue_name=QUEUE, result_ttl=60)
+
+
+def spec(**overrides: object) -> JobSpec:
+    return JobSpec(run_id=new_run_id(), pipeline="chat", input={"question": "x"}, **overrides)
+
+
+async def test_enqueue_writes_an_arq_job_and_a_queued_run(redis: Redis, store: RunStore) -> None:
+    job = spec()
+    await store.enqueue([job], {"k": "v"})
+    function, args, kwargs, _, _ = deserialize_job_raw(
+        await redis.get(keys.job_key(job.run_id)), deserializer=load_job
+    )
+    assert function == JOB_FUNCTION and kwargs == {}
+    assert JobSpec.model_validate(args[0]) == job
+    assert await redis.zscore(QUEUE, job.run_id) == job.enqueued_at_ms
+    record = await store.get(job.run_id)
+    assert record is not None
+    assert (record.state, record.attempts, record.metadata) == (RunState.QUEUED, 0, {"k": "v"})
+    assert 0 < await redis.ttl(keys.run_key(job.run_id)) <= 60
+
+
+async def test_a_run_ends_once_even_if_its_work_ran_twice(store: RunStore) -> None:
+    job = spec()
+    await store.enqueue([job])
+    assert await store.start(job.run_id) == (RunState.RUNNING, 1)
+    assert await store.start(job.run_id) == (RunState.RUNNING, 2)  # redelivered
+    assert await store.finish(job.run_id, RunState.SUCCEEDED, output_json='"first"')
+    assert not await store.finish(
+        job.run_id, RunState.FAILED, error=ErrorInfo(type="x", message="late")
+    )
+    record = await store.get(job.run_id)
+    assert record is not None
+    assert (record.state, record.output, record.error) == (RunState.SUCCEEDED, "first", None)
+    # A delivery after the end does not run again.
+    assert await store.start(job.run_id) == (RunState.SUCCEEDED, -1)
+
+
+async def test_finish_announces_the_run_on_the_finished_channel(
+    redis: Redis, store: RunStore
+) -> None:
+    job = spec()
+    await store.enqueue([job])
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(keys.RUN_FINISHED_CHANNEL)
+        await pubsub.get_message(timeout=1)  # subscribe confirmation
+        await store.finish(job.run_id, RunState.SUCCEEDED)
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+    assert message is not None and message["data"].decode() == job.run_id
+
+
+async def test_claim_takes_ready_jobs_up_to_the_free_slots_and_never_twice(
+    redis: Redis, store: RunStore
+) -> None:
+    ready = [spec() for _ in range(5)]
+    later = spec(enqueued_at_ms=now_ms() + 60_000)  # deferred: not ready yet
+    await store.enqueue([*ready, later])
+    claim = redis.register_script(_CLAIM_READY_JOBS)
+
+    def args(slots: int) -> list[object]:
+        return [now_ms(), slots, keys.in_progress_key_prefix, 10_000, 2]
+
+    first = await claim(keys=[QUEUE], args=args(3))
+    second = await claim(keys=[QUEUE], args=args(10))
+    first_ids = [x.decode() for x in first[::2]]
+    second_ids = [x.decode() for x in second[::2]]
+    assert len(first_ids) == 3 and len(second_ids) == 2
+    assert set(first_ids) | set(second_ids) == {j.run_id for j in ready}
+    assert await claim(keys=[QUEUE], args=args(10)) == []
+    assert await redis.pttl(keys.in_progress_key_prefix + first_ids[0]) > 9_000

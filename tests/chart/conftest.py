@@ -1,0 +1,71 @@
+"""Fixtures for the chart tests (helpers in chart_support.py).
+
+Rendering goes through helm-python-sdk (``helm_python``): Helm 4's Go SDK as a shared
+library (libhelm_c) called with ctypes, so no helm binary and no cluster are needed.
+``Chart.render`` runs what ``helm template`` runs: values coalescing, values.schema.json
+validation, the templates and their ``fail`` calls.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import yaml
+from chart_support import CHART_DIR, NAMESPACE, RELEASE, Rendered
+
+helm = pytest.importorskip(
+    "helm_python", reason="helm-python-sdk is not installed (uv dependency group 'chart')"
+)
+
+
+@pytest.fixture(scope="session")
+def chart() -> Iterator[Any]:
+    with helm.Chart.load(CHART_DIR) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="session")
+def render(chart: Any) -> Callable[..., Rendered]:
+    cache: dict[str, Rendered] = {}
+
+    def _render(values: dict[str, Any] | None = None, **kwargs: Any) -> Rendered:
+        key = yaml.safe_dump(values or {}, sort_keys=True) + repr(sorted(kwargs.items()))
+        if key not in cache:
+            cache[key] = Rendered(
+                chart.render(
+                    values or {},
+                    name=kwargs.get("name", RELEASE),
+                    namespace=kwargs.get("namespace", NAMESPACE),
+                )
+            )
+        return cache[key]
+
+    return _render
+
+
+@pytest.fixture(scope="session")
+def render_error(chart: Any) -> Callable[[dict[str, Any]], str]:
+    """Render values that must be rejected; returns the error message."""
+
+    def _render_error(values: dict[str, Any]) -> str:
+        with pytest.raises(helm.HelmError) as caught:
+            chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        return str(caught.value)
+
+    return _render_error
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        pytest.skip("kubectl is not installed: the kustomize output cannot be built here")
+    return path

@@ -42,6 +42,23 @@ class RunState(StrEnum):
 FINAL_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
 
 
+class StreamMode(StrEnum):
+    """What a run publishes to its stream besides its state changes and final output."""
+
+    OFF = "off"  # ainvoke: state changes and the end only
+    CHUNKS = "chunks"  # astream: every output chunk
+    EVENTS = "events"  # astream_events(version="v2"): every callback event
+
+
+class EventType(StrEnum):
+    """Types of the events in a run's stream (``keys.stream_key``)."""
+
+    STATE = "state"  # {"state", "attempt"?}
+    DATA = "data"  # one chunk, or one astream_events event
+    RETRY = "retry"  # {"attempt"}: chunks that follow belong to a new attempt
+    END = "end"  # {"state", "output", "error"}: the last event of a run
+
+
 def new_run_id() -> str:
     return str(uuid.uuid4())
 
@@ -70,6 +87,7 @@ class JobSpec(BaseModel):
     pipeline: str
     input: Any
     config: dict[str, Any] = Field(default_factory=dict)
+    stream: StreamMode = StreamMode.OFF
     trace_context: dict[str, str] = Field(default_factory=dict)
     enqueued_at_ms: int = Field(default_factory=now_ms)
 

@@ -17,8 +17,11 @@ PIPELINES = PREFIX + "pipelines"
 WORKERS = PREFIX + "workers"
 # Pub/sub channel: the id of every run that reaches a final state.
 RUN_FINISHED_CHANNEL = PREFIX + "run-finished"
+# Pub/sub channel: the id of every running run a client cancelled; its worker stops it.
+CANCEL_CHANNEL = PREFIX + "cancel"
 
 __all__ = [
+    "CANCEL_CHANNEL",
     "PIPELINES",
     "RUN_FINISHED_CHANNEL",
     "WORKERS",
@@ -27,6 +30,7 @@ __all__ = [
     "job_key_prefix",
     "result_key_prefix",
     "run_key",
+    "stream_key",
     "wake_channel",
 ]
 
@@ -34,6 +38,11 @@ __all__ = [
 def run_key(run_id: str) -> str:
     """Hash with the state, timestamps, output and error of one run."""
     return f"{PREFIX}run:{run_id}"
+
+
+def stream_key(run_id: str) -> str:
+    """Redis Stream of one run's events: state changes, chunks, retries, the end."""
+    return f"{PREFIX}stream:{run_id}"
 
 
 def job_key(run_id: str) -> str:

@@ -1,8 +1,10 @@
-"""Run state in Redis: create-and-enqueue, start, finish, read.
+"""Run state in Redis: create-and-enqueue, start, stream, finish, cancel, read.
 
-The run id is the arq job id. A run's hash (``keys.run_key``) is the single source of
-truth for what a client sees; writes that end a run go through one Lua script so a run
-reaches exactly one final state even when its work ran twice (at-least-once execution).
+The run id is the arq job id. A run's hash (``keys.run_key``) is the single source of truth
+for what a client sees, and its Redis Stream (``keys.stream_key``) carries its events in
+order: state changes, chunks, retries and one final ``end``. Every write that changes the
+state goes through a Lua script that also appends the event, so the two never disagree,
+and a run reaches exactly one final state even when its work ran twice.
 """
 
 from __future__ import annotations
@@ -20,48 +22,115 @@ from langscale.contract import (
     FINAL_STATES,
     JOB_FUNCTION,
     ErrorInfo,
+    EventType,
     JobSpec,
     RunRecord,
     RunState,
     now_ms,
 )
 from langscale.redis import dump_job
+from langscale.settings import Settings
 
 _FINAL = ",".join(sorted(FINAL_STATES))
 
-# KEYS[1] run hash. ARGV: started_at, ttl. Returns {state, attempts}; attempts -1 means
-# the run is already final (a duplicate delivery) and must not run again.
-_START_RUN = f"""
-local state = redis.call('HGET', KEYS[1], 'state')
-if state and string.find('{_FINAL}', state, 1, true) then return {{state, -1}} end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return {{'running', attempts}}
+# Shared Lua: is the run's state final?  Appends an event to the run's stream.
+_LUA_HELPERS = f"""
+local function is_final(state)
+  return state and string.find('{_FINAL}', state, 1, true) ~= nil
+end
+local function emit(stream, maxlen, ttl, type, data)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', type, 'd', data)
+  redis.call('EXPIRE', stream, ttl)
+end
 """
 
-# KEYS[1] run hash. ARGV: state, output json, error json, finished_at, ttl, channel, run id.
-# Returns 1 if this call ended the run, 0 if it had already ended.
-_FINISH_RUN = f"""
+# KEYS: run hash, stream. ARGV: started_at, ttl, maxlen.
+# Returns {state, attempt}; attempt -1 means the run already ended and must not run again.
+_START_RUN = (
+    _LUA_HELPERS
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if state and string.find('{_FINAL}', state, 1, true) then return 0 end
+if is_final(state) then return {state, -1} end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if attempt > 1 then
+  emit(KEYS[2], ARGV[3], ARGV[2], 'retry', '{"attempt":' .. attempt .. '}')
+end
+emit(KEYS[2], ARGV[3], ARGV[2], 'state', '{"state":"running","attempt":' .. attempt .. '}')
+return {'running', attempt}
+"""
+)
+
+# KEYS: run hash, stream. ARGV: state, output json, error json or '', finished_at, ttl,
+# maxlen, finished channel, run id. Returns 1 if this call ended the run, 0 if it had ended.
+_FINISH_RUN = (
+    _LUA_HELPERS
+    + """
+if is_final(redis.call('HGET', KEYS[1], 'state')) then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'output', ARGV[2], 'error', ARGV[3],
            'finished_at', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('PUBLISH', ARGV[6], ARGV[7])
+local error = ARGV[3] ~= '' and ARGV[3] or 'null'
+emit(KEYS[2], ARGV[6], ARGV[5], 'end',
+     '{"state":"' .. ARGV[1] .. '","output":' .. ARGV[2] .. ',"error":' .. error .. '}')
+redis.call('PUBLISH', ARGV[7], ARGV[8])
 return 1
 """
+)
+
+# KEYS: run hash, stream, queue, arq job key. ARGV: error json, finished_at, ttl, maxlen,
+# finished channel, cancel channel, run id.
+# Returns the state before the call ('' if no such run); only queued/running are cancelled.
+_CANCEL_RUN = (
+    _LUA_HELPERS
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or is_final(state) then return state or '' end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'output', 'null', 'error', ARGV[1],
+           'finished_at', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+emit(KEYS[2], ARGV[4], ARGV[3], 'end',
+     '{"state":"cancelled","output":null,"error":' .. ARGV[1] .. '}')
+if state == 'queued' then
+  -- never starts: off the queue at once (a worker that claimed it meanwhile skips it)
+  redis.call('ZREM', KEYS[3], ARGV[7])
+  redis.call('DEL', KEYS[4])
+else
+  redis.call('PUBLISH', ARGV[6], ARGV[7])
+end
+redis.call('PUBLISH', ARGV[5], ARGV[7])
+return state
+"""
+)
+
+
+def _state_event(state: RunState) -> str:
+    return json.dumps({"state": state.value})
 
 
 class RunStore:
     """Every read and write of run state, for both services."""
 
-    def __init__(self, redis: Redis, *, queue_name: str, result_ttl: int) -> None:
+    def __init__(
+        self, redis: Redis, *, queue_name: str, result_ttl: int, stream_max_len: int = 10_000
+    ) -> None:
         self.redis = redis
         self.queue_name = queue_name
         self.result_ttl = result_ttl
+        self.stream_max_len = stream_max_len
         self._start = redis.register_script(_START_RUN)
         self._finish = redis.register_script(_FINISH_RUN)
+        self._cancel = redis.register_script(_CANCEL_RUN)
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> RunStore:
+        return cls(
+            redis,
+            queue_name=settings.queue_name,
+            result_ttl=settings.result_ttl,
+            stream_max_len=settings.stream_max_len,
+        )
 
     async def enqueue(
         self, specs: Sequence[JobSpec], metadata: dict[str, Any] | None = None
@@ -70,6 +139,7 @@ class RunStore:
         then wake idle workers."""
         created = time.time()
         meta = json.dumps(metadata or {})
+        queued = _state_event(RunState.QUEUED)
         async with self.redis.pipeline(transaction=True) as pipe:
             for spec in specs:
                 key = keys.run_key(spec.run_id)
@@ -84,6 +154,9 @@ class RunStore:
                     },
                 )
                 pipe.expire(key, self.result_ttl)
+                stream = keys.stream_key(spec.run_id)
+                pipe.xadd(stream, {"t": EventType.STATE.value, "d": queued})
+                pipe.expire(stream, self.result_ttl)
                 payload = serialize_job(
                     JOB_FUNCTION,
                     (spec.model_dump(mode="json"),),
@@ -99,10 +172,24 @@ class RunStore:
 
     async def start(self, run_id: str) -> tuple[RunState, int]:
         """Mark a run running. Returns its state and attempt number (-1: already final)."""
-        state, attempts = await self._start(
-            keys=[keys.run_key(run_id)], args=[time.time(), self.result_ttl]
+        state, attempt = await self._start(
+            keys=[keys.run_key(run_id), keys.stream_key(run_id)],
+            args=[time.time(), self.result_ttl, self.stream_max_len],
         )
-        return RunState(state.decode() if isinstance(state, bytes) else state), int(attempts)
+        return RunState(state.decode() if isinstance(state, bytes) else state), int(attempt)
+
+    async def append(self, run_id: str, events: Sequence[tuple[EventType, str]]) -> None:
+        """Append events (type, JSON data) to a run's stream in one round trip."""
+        stream = keys.stream_key(run_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_type, data in events:
+                pipe.xadd(
+                    stream,
+                    {"t": event_type.value, "d": data},
+                    maxlen=self.stream_max_len,
+                    approximate=True,
+                )
+            await pipe.execute()
 
     async def finish(
         self,
@@ -112,20 +199,61 @@ class RunStore:
         output_json: str = "null",
         error: ErrorInfo | None = None,
     ) -> bool:
-        """End a run once. False if another attempt had already ended it."""
+        """End a run once. False if another attempt (or a cancel) had already ended it."""
         ended = await self._finish(
-            keys=[keys.run_key(run_id)],
+            keys=[keys.run_key(run_id), keys.stream_key(run_id)],
             args=[
                 state.value,
                 output_json,
                 error.model_dump_json() if error else "",
                 time.time(),
                 self.result_ttl,
+                self.stream_max_len,
                 keys.RUN_FINISHED_CHANNEL,
                 run_id,
             ],
         )
         return bool(ended)
+
+    async def cancel(self, run_id: str, reason: str) -> RunState | None:
+        """Cancel a queued or running run. Returns the state it had (None: no such run);
+        a final state means nothing changed."""
+        error = ErrorInfo(type="cancelled", message=reason)
+        before = await self._cancel(
+            keys=[
+                keys.run_key(run_id),
+                keys.stream_key(run_id),
+                self.queue_name,
+                keys.job_key(run_id),
+            ],
+            args=[
+                error.model_dump_json(),
+                time.time(),
+                self.result_ttl,
+                self.stream_max_len,
+                keys.RUN_FINISHED_CHANNEL,
+                keys.CANCEL_CHANNEL,
+                run_id,
+            ],
+        )
+        before = before.decode() if isinstance(before, bytes) else before
+        return RunState(before) if before else None
+
+    async def read_events(
+        self, run_id: str, after: str, *, block_ms: int, count: int = 100
+    ) -> list[tuple[str, EventType, str]]:
+        """Events after the stream id ``after`` ("0" for all): (id, type, JSON data).
+        Blocks up to ``block_ms`` when there are none yet."""
+        reply = await self.redis.xread(
+            {keys.stream_key(run_id): after}, count=count, block=block_ms
+        )
+        if not reply:
+            return []
+        ((_, entries),) = reply
+        return [
+            (entry_id.decode(), EventType(fields[b"t"].decode()), fields[b"d"].decode())
+            for entry_id, fields in entries
+        ]
 
     async def get(self, run_id: str) -> RunRecord | None:
         return (await self.get_many([run_id]))[0]

@@ -52,6 +52,17 @@ class Settings(BaseSettings):
         100, gt=0, description="Largest number of inputs in one /batch call (422 above)."
     )
 
+    stream_max_len: int = Field(
+        10_000,
+        gt=0,
+        description="Most events kept in one run's stream (older ones are trimmed).",
+    )
+    disconnect_policy: Literal["cancel", "continue"] = Field(
+        "cancel",
+        description="What a client going away from a sync invoke or a stream does to its "
+        "runs (per request: ?on_disconnect=).",
+    )
+
     # --- worker --------------------------------------------------------------------------
     worker_concurrency: int = Field(
         100, gt=0, description="Runs one worker process executes at once (arq max_jobs)."

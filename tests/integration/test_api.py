@@ -271,8 +271,7 @@ class TestBadInput:
 
     def test_body_over_the_limit_is_413(self, client: httpx.Client) -> None:
         big = {"pipeline": "chat", "input": {"question": "x" * MAX_BODY}}
-        error = assert_error(client.post("/v1/runs", json=big), 413, "payload_too_large")
-        assert error["max_bytes"] == MAX_BODY
+        assert_error(client.post("/v1/runs", json=big), 413, "payload_too_large")
 
         def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
             yield b'{"input": {"question": "'

@@ -42,20 +42,21 @@ async def test_200_concurrent_runs_all_succeed_far_faster_than_sequentially(
             assert response.status_code == 202, response.text
             return str(response.json()["run_id"])
 
-        async def final(run_id: str) -> dict:
+        async def all_final(run_ids: list[str]) -> list[dict]:
+            # One polling loop, so the client does not load the gateway it measures.
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                run = (await client.get(f"/v1/runs/{run_id}")).json()
-                if run["state"] in {"succeeded", "failed"}:
-                    return dict(run)
-                await asyncio.sleep(0.1)
-            raise TimeoutError(run_id)
+                runs = [(await client.get(f"/v1/runs/{run_id}")).json() for run_id in run_ids]
+                if all(run["state"] in {"succeeded", "failed"} for run in runs):
+                    return runs
+                await asyncio.sleep(0.2)
+            raise TimeoutError("runs did not finish")
 
-        started = time.monotonic()
         run_ids = await asyncio.gather(*(submit(i) for i in range(RUNS)))
-        runs = await asyncio.gather(*(final(run_id) for run_id in run_ids))
-        elapsed = time.monotonic() - started
+        runs = await all_final(run_ids)
 
+    # From the first run queued to the last one finished, by the runs' own timestamps.
+    elapsed = max(r["finished_at"] for r in runs) - min(r["created_at"] for r in runs)
     assert [run["output"] for run in runs] == [f"You said: q{i}" for i in range(RUNS)]
     assert all(run["state"] == "succeeded" and run["attempts"] == 1 for run in runs)
     sequential = RUNS * LATENCY

@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = create_redis(settings)
-        store = RunStore(redis, queue_name=settings.queue_name, result_ttl=settings.result_ttl)
+        store = RunStore.from_settings(redis, settings)
         waiter = RunWaiter(redis, store)
         await waiter.start()
         app.state.service = RunService(
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(runs.router)
     app.include_router(langserve.router)
+    # Ours, not FastAPI's max_body_size: Starlette answers that 413 in plain text.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langscale.contract import JobSpec, RunRecord, is_valid_run_id, new_run_id
+from langscale.contract import (
+    JobSpec,
+    RunRecord,
+    StreamMode,
+    is_valid_run_id,
+    new_run_id,
+)
 from langscale.runs import RunStore
 from langscale.settings import Settings
 from langscale_gateway.catalog import PipelineCatalog
@@ -28,6 +34,7 @@ class RunService:
         configs: Sequence[dict[str, Any]],
         metadata: dict[str, Any] | None = None,
         input_paths: Sequence[str] | None = None,
+        stream: StreamMode = StreamMode.OFF,
     ) -> list[str]:
         """Validate every input against the pipeline's schema, then enqueue all or none."""
         known = await self.catalog.get(pipeline)
@@ -35,7 +42,9 @@ class RunService:
         for value, path in zip(inputs, paths, strict=True):
             known.check_input(value, path)
         specs = [
-            JobSpec(run_id=new_run_id(), pipeline=pipeline, input=value, config=config)
+            JobSpec(
+                run_id=new_run_id(), pipeline=pipeline, input=value, config=config, stream=stream
+            )
             for value, config in zip(inputs, configs, strict=True)
         ]
         await self.runs.enqueue(specs, metadata)
@@ -50,6 +59,32 @@ class RunService:
         if record is None:
             raise ApiError(404, "run_not_found", f"no run {run_id} (unknown or expired)")
         return record
+
+    async def cancel(self, run_id: str, reason: str = "cancelled by the client") -> RunRecord:
+        """Cancel a queued or running run; 409 if it had already ended."""
+        await self.get(run_id)  # 422 / 404 first
+        before = await self.runs.cancel(run_id, reason)
+        if before is None:
+            raise ApiError(404, "run_not_found", f"no run {run_id} (unknown or expired)")
+        if before.is_final:
+            raise ApiError(
+                409,
+                "run_already_finished",
+                f"run {run_id} already ended: {before.value}",
+                state=before.value,
+            )
+        return await self.get(run_id)
+
+    async def cancel_quietly(self, run_ids: Sequence[str], reason: str) -> None:
+        """Cancel runs whose client went away (those that already ended are left as is)."""
+        for run_id in run_ids:
+            await self.runs.cancel(run_id, reason)
+
+    def leaves_cancel(self, on_disconnect: str | None) -> bool:
+        policy = on_disconnect or self.settings.disconnect_policy
+        if policy not in ("cancel", "continue"):
+            raise ApiError(422, "invalid_request", "on_disconnect must be cancel or continue")
+        return policy == "cancel"
 
     def invoke_timeout(self, requested: float | None) -> float:
         if requested is None:

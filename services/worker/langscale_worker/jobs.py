@@ -5,21 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.utils import add
 from langserve.serialization import WellKnownLCSerializer
 
-from langscale.contract import CLIENT_CONFIG_KEYS, ErrorInfo, JobSpec, RunState
+from langscale.contract import (
+    CLIENT_CONFIG_KEYS,
+    ErrorInfo,
+    EventType,
+    JobSpec,
+    RunState,
+    StreamMode,
+)
 from langscale.runs import RunStore
 from langscale.settings import Settings
 from langscale_worker.registry import Pipeline
 
 logger = logging.getLogger(__name__)
 
-# LangServe's wire format for inputs and outputs, so RemoteRunnable clients round-trip
-# messages and documents exactly as with LangServe.
+# LangServe's wire format for inputs, outputs and chunks, so RemoteRunnable clients
+# round-trip messages and documents exactly as with LangServe.
 SERIALIZER = WellKnownLCSerializer()
 
 CTX_RUNTIME = "langscale"
@@ -32,6 +41,16 @@ class WorkerRuntime:
     settings: Settings
     pipelines: dict[str, Pipeline]
     runs: RunStore
+    # Runs executing in this process, by run id, so a cancel notice can stop them.
+    executing: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    cancelled: set[str] = field(default_factory=set)
+
+    def cancel(self, run_id: str) -> None:
+        """A client cancelled this run: stop it if it runs here (abandoning LLM calls)."""
+        task = self.executing.get(run_id)
+        if task is not None and not task.done():
+            self.cancelled.add(run_id)
+            task.cancel()
 
 
 def run_config(spec: JobSpec) -> RunnableConfig:
@@ -43,13 +62,61 @@ def run_config(spec: JobSpec) -> RunnableConfig:
     return RunnableConfig(**config)  # type: ignore[typeddict-item]
 
 
+Publish = Callable[[list[tuple[EventType, str]]], Awaitable[None]]
+
+
+async def _stream_chunks(
+    runnable: Runnable, value: Any, config: RunnableConfig, publish: Publish
+) -> Any:
+    """astream, publishing every chunk; the output is the chunks added up, as invoke's."""
+    final: Any = None
+    chunks: list[Any] = []
+    async for chunk in runnable.astream(value, config=config):
+        await publish([(EventType.DATA, SERIALIZER.dumps(chunk).decode())])
+        chunks.append(chunk)
+    if chunks:
+        try:
+            final = add(chunks)
+        except TypeError:
+            final = chunks[-1]
+    return final
+
+
+async def _stream_events(
+    runnable: Runnable, value: Any, config: RunnableConfig, publish: Publish
+) -> Any:
+    """astream_events v2, publishing every event; the output is the root run's output."""
+    final: Any = None
+    root = str(config["run_id"])
+    async for event in runnable.astream_events(value, config=config, version="v2"):
+        await publish([(EventType.DATA, SERIALIZER.dumps(event).decode())])
+        if event["event"] == "on_chain_end" and event["run_id"] == root:
+            final = event["data"].get("output")
+    return final
+
+
+async def execute(spec: JobSpec, pipeline: Pipeline, runs: RunStore) -> Any:
+    value = SERIALIZER.loadd(spec.input)
+    config = run_config(spec)
+
+    async def publish(events: list[tuple[EventType, str]]) -> None:
+        await runs.append(spec.run_id, events)
+
+    if spec.stream is StreamMode.CHUNKS:
+        return await _stream_chunks(pipeline.runnable, value, config, publish)
+    if spec.stream is StreamMode.EVENTS:
+        return await _stream_events(pipeline.runnable, value, config, publish)
+    return await pipeline.runnable.ainvoke(value, config=config)
+
+
 async def run_pipeline(ctx: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     runtime: WorkerRuntime = ctx[CTX_RUNTIME]
     spec = JobSpec.model_validate(job)
     state, attempt = await runtime.runs.start(spec.run_id)
     if attempt < 0:
-        # Delivered again after the run ended (e.g. a worker died after finishing it).
-        return {"state": state.value, "duplicate": True}
+        # Delivered after the run ended (cancelled while queued, or a worker died after
+        # finishing it): do not run it again.
+        return {"state": state.value, "skipped": True}
 
     pipeline = runtime.pipelines.get(spec.pipeline)
     if pipeline is None:
@@ -58,32 +125,45 @@ async def run_pipeline(ctx: dict[str, Any], job: dict[str, Any]) -> dict[str, An
             message=f"no worker pipeline named {spec.pipeline!r}; "
             f"this worker serves {sorted(runtime.pipelines)}",
         )
-        await runtime.runs.finish(spec.run_id, RunState.FAILED, error=error)
-        return {"state": RunState.FAILED.value}
+        return await _end(runtime, spec, RunState.FAILED, error=error)
 
     timeout = runtime.settings.job_timeout
-    deadline = asyncio.timeout(timeout)
+    task = asyncio.ensure_future(execute(spec, pipeline, runtime.runs))
+    runtime.executing[spec.run_id] = task
     try:
-        async with deadline:
-            output = await pipeline.runnable.ainvoke(
-                SERIALIZER.loadd(spec.input), config=run_config(spec)
-            )
+        async with asyncio.timeout(timeout) as deadline:
+            output = await task
         output_json = SERIALIZER.dumps(output).decode()
+    except asyncio.CancelledError:
+        if spec.run_id in runtime.cancelled:  # a client cancelled it: the state says so
+            return {"state": RunState.CANCELLED.value}
+        raise  # the worker is stopping: arq puts the job back on the queue
     except TimeoutError as exc:
         if not deadline.expired():
             return await _fail(runtime, spec, exc)
         error = ErrorInfo(type="timeout", message=f"the run exceeded its timeout of {timeout:g} s")
-        await runtime.runs.finish(spec.run_id, RunState.FAILED, error=error)
-        return {"state": RunState.FAILED.value}
+        return await _end(runtime, spec, RunState.FAILED, error=error)
     except Exception as exc:
         return await _fail(runtime, spec, exc)
+    finally:
+        runtime.executing.pop(spec.run_id, None)
+        runtime.cancelled.discard(spec.run_id)
+    return await _end(runtime, spec, RunState.SUCCEEDED, output_json=output_json)
 
-    await runtime.runs.finish(spec.run_id, RunState.SUCCEEDED, output_json=output_json)
-    return {"state": RunState.SUCCEEDED.value}
+
+async def _end(
+    runtime: WorkerRuntime,
+    spec: JobSpec,
+    state: RunState,
+    *,
+    output_json: str = "null",
+    error: ErrorInfo | None = None,
+) -> dict[str, Any]:
+    await runtime.runs.finish(spec.run_id, state, output_json=output_json, error=error)
+    return {"state": state.value}
 
 
 async def _fail(runtime: WorkerRuntime, spec: JobSpec, exc: Exception) -> dict[str, Any]:
     logger.warning("run failed", extra={"run_id": spec.run_id, "error_type": type(exc).__name__})
     error = ErrorInfo(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
-    await runtime.runs.finish(spec.run_id, RunState.FAILED, error=error)
-    return {"state": RunState.FAILED.value}
+    return await _end(runtime, spec, RunState.FAILED, error=error)

@@ -50,15 +50,19 @@ class PipelineWorker(LangscaleWorker):
             log_results=False,
             **kwargs,
         )
+        self.subscriptions[keys.CANCEL_CHANNEL] = self._on_cancel
+
+    def _on_cancel(self, data: bytes) -> None:
+        runtime: WorkerRuntime | None = self.ctx.get(CTX_RUNTIME)
+        if runtime is not None:
+            runtime.cancel(data.decode())
 
     @property
     def runs(self) -> RunStore:
         return self.ctx[CTX_RUNTIME].runs
 
     async def _on_startup(self, ctx: dict[str, Any]) -> None:
-        runs = RunStore(
-            ctx["redis"], queue_name=self.settings.queue_name, result_ttl=self.settings.result_ttl
-        )
+        runs = RunStore.from_settings(ctx["redis"], self.settings)
         ctx[CTX_RUNTIME] = WorkerRuntime(
             settings=self.settings, pipelines=self.pipelines, runs=runs
         )

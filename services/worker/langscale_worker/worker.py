@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from arq.connections import create_pool
@@ -55,9 +56,12 @@ _CLAIM_PAGE = 500
 class LangscaleWorker(Worker):
     def __init__(self, *args: Any, wake_channel: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.wake_channel = wake_channel
         self._wake = asyncio.Event()
         self._claim: Any = None
+        # Pub/sub channel -> handler of each message's data, on one connection.
+        self.subscriptions: dict[str, Callable[[bytes], None]] = {
+            wake_channel: lambda _: self._wake.set()
+        }
 
     async def main(self) -> None:
         if self._pool is None:
@@ -72,7 +76,7 @@ class LangscaleWorker(Worker):
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
-        listener = asyncio.create_task(self._listen_for_wakeups())
+        listener = asyncio.create_task(self._listen())
         try:
             while True:
                 self._wake.clear()
@@ -89,17 +93,17 @@ class LangscaleWorker(Worker):
     async def _ready_jobs(self) -> int:
         return int(await self.pool.zcount(self.queue_name, "-inf", timestamp_ms()))
 
-    async def _listen_for_wakeups(self) -> None:
-        """Set the wake event on every enqueue notice; reconnect if Redis drops us."""
+    async def _listen(self) -> None:
+        """Dispatch pub/sub messages (enqueue wake-ups, ...); reconnect if Redis drops us."""
         while True:
             try:
                 async with self.pool.pubsub() as pubsub:
-                    await pubsub.subscribe(self.wake_channel)
+                    await pubsub.subscribe(*self.subscriptions)
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            self._wake.set()
+                            self.subscriptions[message["channel"].decode()](message["data"])
             except (RedisError, OSError) as error:
-                logger.warning("wake-up subscription lost (%s); polling until it is back", error)
+                logger.warning("pub/sub subscription lost (%s); polling until it is back", error)
                 await asyncio.sleep(self.poll_delay_s)
 
     async def _poll_iteration(self) -> None:

@@ -10,20 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse
 
-from langscale.contract import RunRecord, RunState
+from langscale.contract import RunRecord, RunState, StreamMode
 from langscale_gateway.deps import Service
 from langscale_gateway.errors import ApiError, error_response
 from langscale_gateway.routes.runs import status_url
+from langscale_gateway.service import RunService
+from langscale_gateway.streaming import langserve_events, unless_disconnected
 
 router = APIRouter(tags=["langserve"])
 
 TimeoutParam = Query(
     None, description="Seconds to wait for the result before answering 202 with the run id."
 )
+OnDisconnectParam = Query(
+    None,
+    description="cancel: a client that goes away cancels its runs; continue: they run on. "
+    "Default: LANGSCALE_DISCONNECT_POLICY.",
+)
+LEFT_REASON = "the client disconnected"
 
 
 class InvokeRequest(BaseModel):
@@ -61,6 +70,22 @@ def _failure(record: RunRecord) -> JSONResponse:
     )
 
 
+async def _wait_for_client(
+    service: RunService,
+    request: Request,
+    run_ids: list[str],
+    timeout: float,
+    cancel_on_leave: bool,
+) -> list[RunRecord] | None:
+    """Wait for the runs; None if the client left first (then cancel them if asked)."""
+    left, records = await unless_disconnected(request, service.wait(run_ids, timeout))
+    if left:
+        if cancel_on_leave:
+            await service.cancel_quietly(run_ids, LEFT_REASON)
+        return None
+    return records
+
+
 @router.post("/{pipeline}/invoke", summary="Run a pipeline and wait for its output")
 async def invoke(
     pipeline: str,
@@ -68,10 +93,15 @@ async def invoke(
     request: Request,
     service: Service,
     timeout: float | None = TimeoutParam,
-) -> JSONResponse:
+    on_disconnect: str | None = OnDisconnectParam,
+) -> Response:
     wait_for = service.invoke_timeout(timeout)
+    cancel_on_leave = service.leaves_cancel(on_disconnect)
     run_ids = await service.submit(pipeline, [body.input], [body.config])
-    (record,) = await service.wait(run_ids, wait_for)
+    records = await _wait_for_client(service, request, run_ids, wait_for, cancel_on_leave)
+    if records is None:
+        return Response(status_code=499)  # nobody is listening any more
+    (record,) = records
     if not record.state.is_final:
         return _unfinished(request, [record])
     if record.state is not RunState.SUCCEEDED:
@@ -88,8 +118,10 @@ async def batch(
     request: Request,
     service: Service,
     timeout: float | None = TimeoutParam,
-) -> JSONResponse:
+    on_disconnect: str | None = OnDisconnectParam,
+) -> Response:
     wait_for = service.invoke_timeout(timeout)
+    cancel_on_leave = service.leaves_cancel(on_disconnect)
     count = len(body.inputs)
     if count > service.settings.max_batch_size:
         raise ApiError(
@@ -111,7 +143,9 @@ async def batch(
         configs = [body.config] * count
     paths = [f"$.inputs[{i}]" for i in range(count)]
     run_ids = await service.submit(pipeline, body.inputs, configs, input_paths=paths)
-    records = await service.wait(run_ids, wait_for)
+    records = await _wait_for_client(service, request, run_ids, wait_for, cancel_on_leave)
+    if records is None:
+        return Response(status_code=499)
     if not all(r.state.is_final for r in records):
         return _unfinished(request, records)
     for record in records:
@@ -136,3 +170,52 @@ async def input_schema(pipeline: str, service: Service) -> dict[str, Any]:
 @router.get("/{pipeline}/output_schema", summary="JSON schema of the pipeline's output")
 async def output_schema(pipeline: str, service: Service) -> dict[str, Any]:
     return (await service.catalog.get(pipeline)).definition.output_schema
+
+
+async def _stream(
+    pipeline: str,
+    body: InvokeRequest,
+    service: RunService,
+    on_disconnect: str | None,
+    mode: StreamMode,
+) -> EventSourceResponse:
+    cancel_on_leave = service.leaves_cancel(on_disconnect)
+    (run_id,) = await service.submit(pipeline, [body.input], [body.config], stream=mode)
+
+    async def leave() -> None:
+        # Cancels nothing once the run has ended (the usual way a stream closes).
+        if cancel_on_leave:
+            await service.cancel_quietly([run_id], LEFT_REASON)
+
+    return EventSourceResponse(
+        langserve_events(service.runs, run_id, on_leave=leave),
+        headers={"X-Langscale-Run-Id": run_id},
+    )
+
+
+@router.post(
+    "/{pipeline}/stream",
+    summary="Run a pipeline and stream its output chunks (LangServe format)",
+    response_class=EventSourceResponse,
+)
+async def stream(
+    pipeline: str,
+    body: InvokeRequest,
+    service: Service,
+    on_disconnect: str | None = OnDisconnectParam,
+) -> EventSourceResponse:
+    return await _stream(pipeline, body, service, on_disconnect, StreamMode.CHUNKS)
+
+
+@router.post(
+    "/{pipeline}/stream_events",
+    summary="Run a pipeline and stream its astream_events (LangServe format)",
+    response_class=EventSourceResponse,
+)
+async def stream_events(
+    pipeline: str,
+    body: InvokeRequest,
+    service: Service,
+    on_disconnect: str | None = OnDisconnectParam,
+) -> EventSourceResponse:
+    return await _stream(pipeline, body, service, on_disconnect, StreamMode.EVENTS)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
 
-from langscale.contract import RunRecord, RunState
+from langscale.contract import RunRecord, RunState, StreamMode
 from langscale_gateway.deps import Service
+from langscale_gateway.errors import ApiError
+from langscale_gateway.streaming import v1_events
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}|0")
 
 
 class RunRequest(BaseModel):
@@ -27,6 +33,17 @@ class RunRequest(BaseModel):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Stored with the run and returned as is."
     )
+    stream: bool | StreamMode = Field(
+        False,
+        description='true (or "chunks"): publish every output chunk (astream) to the '
+        "run's stream; \"events\": every astream_events event. Every run's stream carries "
+        "its state changes and final output.",
+    )
+
+    def stream_mode(self) -> StreamMode:
+        if isinstance(self.stream, StreamMode):
+            return self.stream
+        return StreamMode.CHUNKS if self.stream else StreamMode.OFF
 
 
 class RunAccepted(BaseModel):
@@ -36,12 +53,15 @@ class RunAccepted(BaseModel):
 
 
 def status_url(request: Request, run_id: str) -> str:
-    return str(request.url_for("get_run", run_id=run_id).path)
+    # Formatted, not url_for: url_for walks every route and costs more than the enqueue.
+    return f"{request.scope.get('root_path', '')}/v1/runs/{run_id}"
 
 
 @router.post("", status_code=202, response_model=RunAccepted, summary="Queue a run")
 async def create_run(body: RunRequest, request: Request, service: Service) -> JSONResponse:
-    (run_id,) = await service.submit(body.pipeline, [body.input], [body.config], body.metadata)
+    (run_id,) = await service.submit(
+        body.pipeline, [body.input], [body.config], body.metadata, stream=body.stream_mode()
+    )
     url = status_url(request, run_id)
     return JSONResponse(
         {"run_id": run_id, "state": RunState.QUEUED.value, "status_url": url},
@@ -53,4 +73,31 @@ async def create_run(body: RunRequest, request: Request, service: Service) -> JS
 @router.get("/{run_id}", response_model=RunRecord, summary="State, output or error of a run")
 async def get_run(run_id: str, service: Service) -> JSONResponse:
     record = await service.get(run_id)
+    return JSONResponse(record.model_dump(mode="json"))
+
+
+@router.get(
+    "/{run_id}/stream",
+    summary="Server-Sent Events of a run: state changes, chunks, retries, the end",
+    response_class=EventSourceResponse,
+)
+async def stream_run(
+    run_id: str,
+    service: Service,
+    last_event_id: str | None = Header(
+        None, description="Resume after this event id (as sent in each event's id)."
+    ),
+) -> EventSourceResponse:
+    await service.get(run_id)
+    after = last_event_id or "0"
+    if not _STREAM_ID.fullmatch(after):
+        raise ApiError(
+            422, "invalid_last_event_id", "Last-Event-ID must be an event id of this stream"
+        )
+    return EventSourceResponse(v1_events(service.runs, run_id, after))
+
+
+@router.post("/{run_id}/cancel", response_model=RunRecord, summary="Cancel a queued or running run")
+async def cancel_run(run_id: str, service: Service) -> JSONResponse:
+    record = await service.cancel(run_id)
     return JSONResponse(record.model_dump(mode="json"))

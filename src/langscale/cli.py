@@ -54,12 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8000)
     dev.set_defaults(func=_dev)
 
-    try:
-        from langscale.autoscale.cli import add_parser as add_autoscale
-    except ImportError:
-        pass
-    else:
-        add_autoscale(commands)
+    from langscale.autoscale.cli import add_parser as add_autoscale
+
+    add_autoscale(commands)
     return parser
 
 

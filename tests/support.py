@@ -50,6 +50,7 @@ class Process:
     env: dict[str, str]
     log: Path
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    http_port: int = 0
 
     def start(self) -> Process:
         with self.log.open("ab") as log:
@@ -106,9 +107,11 @@ class Stack:
 
     def add_worker(self, **overrides: Any) -> Process:
         index = len(self.workers)
+        overrides.setdefault("worker_http_port", free_port())
         worker = Process(
             langscale_command("worker"), self.env(**overrides), self.logs / f"worker-{index}.log"
         ).start()
+        worker.http_port = int(overrides["worker_http_port"])
         self.workers.append(worker)
         return worker
 

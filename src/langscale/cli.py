@@ -35,6 +35,13 @@ def _dev(args: argparse.Namespace) -> int:
     return run(args.host, args.port)
 
 
+def _hash_key(args: argparse.Namespace) -> int:
+    import hashlib
+
+    print(hashlib.sha256(args.key.encode()).hexdigest())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="langscale", description="Run LangChain applications under real load."
@@ -53,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
     dev.set_defaults(func=_dev)
+
+    hash_key = commands.add_parser(
+        "hash-key", help="print the SHA-256 of an API key, for LANGSCALE_API_KEYS"
+    )
+    hash_key.add_argument("key")
+    hash_key.set_defaults(func=_hash_key)
 
     from langscale.autoscale.cli import add_parser as add_autoscale
 

@@ -18,6 +18,9 @@ PIPELINE_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 RESERVED_PIPELINE_NAMES = frozenset({"v1", "docs", "redoc", "healthz", "readyz", "metrics"})
 RUN_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
+# The tenant of runs created without authentication.
+DEFAULT_TENANT = "default"
+
 # The arq function name every langscale job calls.
 JOB_FUNCTION = "run_pipeline"
 
@@ -57,6 +60,7 @@ class EventType(StrEnum):
     DATA = "data"  # one chunk, or one astream_events event
     RETRY = "retry"  # {"attempt"}: chunks that follow belong to a new attempt
     END = "end"  # {"state", "output", "error"}: the last event of a run
+    WAIT = "wait"  # {"reason": "rate_limit", "seconds", "limit"}: waited for LLM budget
 
 
 def new_run_id() -> str:
@@ -88,6 +92,7 @@ class JobSpec(BaseModel):
     input: Any
     config: dict[str, Any] = Field(default_factory=dict)
     stream: StreamMode = StreamMode.OFF
+    tenant: str = DEFAULT_TENANT
     trace_context: dict[str, str] = Field(default_factory=dict)
     enqueued_at_ms: int = Field(default_factory=now_ms)
 
@@ -101,6 +106,11 @@ class RunRecord(BaseModel):
     attempts: int = 0
     output: Any = None
     error: ErrorInfo | None = None
+    last_error: ErrorInfo | None = Field(
+        None, description="The error that made the latest retry (while the run goes on)."
+    )
+    worker: str | None = Field(None, description="The worker of the latest attempt.")
+    tenant: str = Field(DEFAULT_TENANT, description="The tenant whose API key created it.")
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: float | None = Field(None, description="Unix time, seconds.")
     started_at: float | None = None

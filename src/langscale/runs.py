@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from langscale import keys
 from langscale.contract import (
+    DEFAULT_TENANT,
     FINAL_STATES,
     JOB_FUNCTION,
     ErrorInfo,
@@ -44,7 +45,7 @@ local function emit(stream, maxlen, ttl, type, data)
 end
 """
 
-# KEYS: run hash, stream. ARGV: started_at, ttl, maxlen.
+# KEYS: run hash, stream. ARGV: started_at, ttl, maxlen, worker id.
 # Returns {state, attempt}; attempt -1 means the run already ended and must not run again.
 _START_RUN = (
     _LUA_HELPERS
@@ -52,7 +53,7 @@ _START_RUN = (
 local state = redis.call('HGET', KEYS[1], 'state')
 if is_final(state) then return {state, -1} end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if attempt > 1 then
   emit(KEYS[2], ARGV[3], ARGV[2], 'retry', '{"attempt":' .. attempt .. '}')
@@ -62,8 +63,9 @@ return {'running', attempt}
 """
 )
 
-# KEYS: run hash, stream. ARGV: state, output json, error json or '', finished_at, ttl,
-# maxlen, finished channel, run id. Returns 1 if this call ended the run, 0 if it had ended.
+# KEYS: run hash, stream, leases, failed runs. ARGV: state, output json, error json or '',
+# finished_at, ttl, maxlen, finished channel, run id, completed-counter prefix.
+# Returns 1 if this call ended the run, 0 if it had already ended.
 _FINISH_RUN = (
     _LUA_HELPERS
     + """
@@ -74,13 +76,54 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 local error = ARGV[3] ~= '' and ARGV[3] or 'null'
 emit(KEYS[2], ARGV[6], ARGV[5], 'end',
      '{"state":"' .. ARGV[1] .. '","output":' .. ARGV[2] .. ',"error":' .. error .. '}')
+redis.call('ZREM', KEYS[3], ARGV[8])
+if ARGV[1] == 'failed' then
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[8])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]))
+end
+local counter = ARGV[9] .. redis.call('TIME')[1]
+redis.call('INCR', counter)
+redis.call('EXPIRE', counter, 120)
 redis.call('PUBLISH', ARGV[7], ARGV[8])
 return 1
 """
 )
 
-# KEYS: run hash, stream, queue, arq job key. ARGV: error json, finished_at, ttl, maxlen,
-# finished channel, cancel channel, run id.
+# KEYS: run hash, stream, leases. ARGV: state event json, ttl, maxlen, run id, error json
+# or ''. A running run goes back to the queue (a retry after an error, or its worker
+# stopping). Returns 1 if it was running.
+_REQUEUE_RUN = (
+    _LUA_HELPERS
+    + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued')
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[5]) end
+redis.call('ZREM', KEYS[3], ARGV[4])
+emit(KEYS[2], ARGV[3], ARGV[2], 'state', ARGV[1])
+return 1
+"""
+)
+
+# KEYS: run hash, stream, queue, arq job key, arq result key, arq retry key, failed runs.
+# ARGV: job payload, score ms, ttl, run id, wake channel.
+# An operator puts a failed run back on the queue; its stream starts again.
+_REQUEUE_FAILED = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'attempts', 0, 'output', '', 'error', '')
+redis.call('HDEL', KEYS[1], 'started_at', 'finished_at')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('DEL', KEYS[2], KEYS[5], KEYS[6])
+redis.call('XADD', KEYS[2], '*', 't', 'state', 'd', '{"state":"queued","requeued":true}')
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('PSETEX', KEYS[4], tonumber(ARGV[3]) * 1000, ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+redis.call('ZREM', KEYS[7], ARGV[4])
+redis.call('PUBLISH', ARGV[5], '')
+return 1
+"""
+
+# KEYS: run hash, stream, queue, arq job key, leases. ARGV: error json, finished_at, ttl,
+# maxlen, finished channel, cancel channel, run id.
 # Returns the state before the call ('' if no such run); only queued/running are cancelled.
 _CANCEL_RUN = (
     _LUA_HELPERS
@@ -99,6 +142,7 @@ if state == 'queued' then
 else
   redis.call('PUBLISH', ARGV[6], ARGV[7])
 end
+redis.call('ZREM', KEYS[5], ARGV[7])
 redis.call('PUBLISH', ARGV[5], ARGV[7])
 return state
 """
@@ -122,6 +166,9 @@ class RunStore:
         self._start = redis.register_script(_START_RUN)
         self._finish = redis.register_script(_FINISH_RUN)
         self._cancel = redis.register_script(_CANCEL_RUN)
+        self._requeue = redis.register_script(_REQUEUE_RUN)
+        self._requeue_failed = redis.register_script(_REQUEUE_FAILED)
+        self.leases = keys.leases_key(queue_name)
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: Settings) -> RunStore:
@@ -133,7 +180,10 @@ class RunStore:
         )
 
     async def enqueue(
-        self, specs: Sequence[JobSpec], metadata: dict[str, Any] | None = None
+        self,
+        specs: Sequence[JobSpec],
+        metadata: dict[str, Any] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> None:
         """Record the runs as queued and put their jobs on the queue, in one transaction,
         then wake idle workers."""
@@ -151,6 +201,7 @@ class RunStore:
                         "attempts": 0,
                         "created_at": created,
                         "metadata": meta,
+                        "tenant": tenant,
                     },
                 )
                 pipe.expire(key, self.result_ttl)
@@ -170,11 +221,12 @@ class RunStore:
             pipe.publish(keys.wake_channel(self.queue_name), b"")
             await pipe.execute()
 
-    async def start(self, run_id: str) -> tuple[RunState, int]:
-        """Mark a run running. Returns its state and attempt number (-1: already final)."""
+    async def start(self, run_id: str, worker_id: str = "") -> tuple[RunState, int]:
+        """Mark a run running on a worker. Returns its state and attempt number (-1: it
+        already ended and must not run again)."""
         state, attempt = await self._start(
             keys=[keys.run_key(run_id), keys.stream_key(run_id)],
-            args=[time.time(), self.result_ttl, self.stream_max_len],
+            args=[time.time(), self.result_ttl, self.stream_max_len, worker_id],
         )
         return RunState(state.decode() if isinstance(state, bytes) else state), int(attempt)
 
@@ -201,7 +253,7 @@ class RunStore:
     ) -> bool:
         """End a run once. False if another attempt (or a cancel) had already ended it."""
         ended = await self._finish(
-            keys=[keys.run_key(run_id), keys.stream_key(run_id)],
+            keys=[keys.run_key(run_id), keys.stream_key(run_id), self.leases, keys.FAILED_RUNS],
             args=[
                 state.value,
                 output_json,
@@ -211,9 +263,63 @@ class RunStore:
                 self.stream_max_len,
                 keys.RUN_FINISHED_CHANNEL,
                 run_id,
+                keys.completed_key_prefix(self.queue_name),
             ],
         )
         return bool(ended)
+
+    async def requeue(
+        self,
+        run_id: str,
+        reason: str,
+        *,
+        error: ErrorInfo | None = None,
+        retry_in: float | None = None,
+    ) -> bool:
+        """A running run goes back to the queue: a retry after ``error`` (in ``retry_in``
+        seconds), or its worker is stopping. Its stream says so."""
+        event: dict[str, Any] = {"state": RunState.QUEUED.value, "reason": reason}
+        if retry_in is not None:
+            event["retry_in"] = round(retry_in, 3)
+        if error is not None:
+            event["error"] = error.model_dump()
+        done = await self._requeue(
+            keys=[keys.run_key(run_id), keys.stream_key(run_id), self.leases],
+            args=[
+                json.dumps(event),
+                self.result_ttl,
+                self.stream_max_len,
+                run_id,
+                error.model_dump_json() if error else "",
+            ],
+        )
+        return bool(done)
+
+    async def requeue_failed(self, run_id: str, spec: JobSpec) -> bool:
+        """Put a failed run back on the queue (operators). False if it is not failed."""
+        payload = serialize_job(
+            JOB_FUNCTION, (spec.model_dump(mode="json"),), {}, None, now_ms(), serializer=dump_job
+        )
+        done = await self._requeue_failed(
+            keys=[
+                keys.run_key(run_id),
+                keys.stream_key(run_id),
+                self.queue_name,
+                keys.job_key(run_id),
+                keys.result_key_prefix + run_id,
+                keys.retry_key_prefix + run_id,
+                keys.FAILED_RUNS,
+            ],
+            args=[payload, now_ms(), self.result_ttl, run_id, keys.wake_channel(self.queue_name)],
+        )
+        return bool(done)
+
+    async def failed_run_ids(self, limit: int, before: float | None = None) -> list[str]:
+        """Failed runs, newest first (kept for the result TTL)."""
+        ids = await self.redis.zrevrangebyscore(
+            keys.FAILED_RUNS, before if before is not None else "+inf", "-inf", start=0, num=limit
+        )
+        return [i.decode() for i in ids]
 
     async def cancel(self, run_id: str, reason: str) -> RunState | None:
         """Cancel a queued or running run. Returns the state it had (None: no such run);
@@ -225,6 +331,7 @@ class RunStore:
                 keys.stream_key(run_id),
                 self.queue_name,
                 keys.job_key(run_id),
+                self.leases,
             ],
             args=[
                 error.model_dump_json(),
@@ -279,6 +386,11 @@ def _record(run_id: str, row: dict[bytes, bytes]) -> RunRecord | None:
         output=json.loads(fields["output"]) if fields.get("output") else None,
         error=ErrorInfo.model_validate_json(error) if error else None,
         metadata=json.loads(fields.get("metadata") or "{}"),
+        tenant=fields.get("tenant", DEFAULT_TENANT),
+        worker=fields.get("worker") or None,
+        last_error=ErrorInfo.model_validate_json(fields["last_error"])
+        if fields.get("last_error")
+        else None,
         created_at=_float(fields.get("created_at")),
         started_at=_float(fields.get("started_at")),
         finished_at=_float(fields.get("finished_at")),

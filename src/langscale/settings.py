@@ -6,12 +6,16 @@ stop the process at start with a message naming the variable (see :func:`load_se
 
 from __future__ import annotations
 
+import json
 import sys
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, HttpUrl, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from langscale.limits import RateLimit, parse_names, parse_rate_limits, parse_weights
 
 ENV_PREFIX = "LANGSCALE_"
 
@@ -78,6 +82,33 @@ class Settings(BaseSettings):
         description="Pipelines as name=module:attr, comma separated (or a JSON object). "
         "The attr is a Runnable or a factory returning one.",
     )
+    pipeline_timeouts: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        description="Per-pipeline job timeout as name=seconds, comma separated; others use "
+        "LANGSCALE_JOB_TIMEOUT.",
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="Attempts of a run on retriable errors and worker crashes."
+    )
+    retry_backoff: float = Field(
+        1.0, gt=0, description="First retry delay, seconds; doubles each attempt, with jitter."
+    )
+    retry_backoff_max: float = Field(60.0, gt=0, description="Longest retry delay, seconds.")
+    lease_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A worker's hold on a running job, renewed every third of it; a job of "
+        "a worker that died is taken by another within this time.",
+    )
+    drain_timeout: float = Field(
+        60.0,
+        ge=0,
+        description="On SIGTERM a worker takes no new job and lets running ones finish for "
+        "this long, then puts the rest back on the queue and exits.",
+    )
+    worker_http_port: int = Field(
+        9101, ge=0, le=65535, description="Worker's /healthz and /metrics port (0: off)."
+    )
     pipeline_heartbeat: float = Field(
         10.0, gt=0, description="How often a worker republishes pipeline definitions, seconds."
     )
@@ -104,6 +135,41 @@ class Settings(BaseSettings):
     )
     openai_timeout: float = Field(60.0, gt=0, description="HTTP timeout of one LLM call.")
 
+    # --- outgoing LLM calls (docs/outgoing-calls.md) -------------------------------------
+    llm_rate_limits: Annotated[dict[str, RateLimit], NoDecode] = Field(
+        default_factory=dict,
+        description="Shared budgets as provider/model=rpm:tpm, comma separated (or JSON); "
+        "provider/* and * match any model. Empty: no limit.",
+    )
+    llm_rate_window: float = Field(
+        60.0, gt=0, description="Period the rpm/tpm numbers count over, seconds."
+    )
+    llm_rate_burst: float = Field(
+        0.01, ge=0, le=1, description="Share of a budget that may go at once (at least 1)."
+    )
+    llm_rate_lookahead: float = Field(
+        0.5, gt=0, description="How far ahead a worker reserves budget slots, seconds."
+    )
+    llm_rate_429_retries: int = Field(
+        2, ge=0, description="Retries of a call the provider answered 429, after the backoff."
+    )
+    llm_tenant_weights: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, description="Tenant shares of a budget as tenant=weight (1)."
+    )
+    llm_cache_pipelines: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Pipelines whose LLM answers are cached."
+    )
+    llm_cache_ttl: int = Field(3600, gt=0, description="Life of a cached LLM answer, seconds.")
+    llm_replay: bool = Field(
+        True, description="A retried run replays the LLM calls its earlier attempts finished."
+    )
+    embed_batch_size: int = Field(
+        256, gt=0, description="Most texts in one batched embeddings call."
+    )
+    embed_batch_wait_ms: float = Field(
+        5.0, ge=0, description="Longest wait to fill an embeddings batch, ms (0: no batching)."
+    )
+
     # --- logs ----------------------------------------------------------------------------
     log_format: Literal["json", "text"] = Field(
         "json", description="json: one object per line; text: for people (make run)."
@@ -114,25 +180,66 @@ class Settings(BaseSettings):
     pipeline_cache_ttl: float = Field(
         2.0, ge=0, description="How long the gateway caches pipeline definitions, seconds."
     )
+    admission_max_ready: int = Field(
+        10_000,
+        ge=0,
+        description="Queue ready depth above which new runs are refused with 429 (0: no limit).",
+    )
+    idempotency_window: int = Field(
+        86_400, gt=0, description="How long an Idempotency-Key maps to its run, seconds."
+    )
+
+    # --- authentication ------------------------------------------------------------------
+    auth_enabled: bool = Field(
+        False, description="Require an API key (off for local use, and loudly logged)."
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="API keys as sha256hex:tenant[:admin], comma separated (see "
+        "`langscale hash-key`).",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of API keys, one sha256hex:tenant[:admin] per line."
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="Requests per minute per API key, over all gateways (0: none)."
+    )
 
     @field_validator("pipelines", mode="before")
     @classmethod
     def _parse_pipelines(cls, value: object) -> object:
         """Accept ``name=module:attr,...`` or a JSON object."""
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text.startswith("{"):
-            import json
-
-            return json.loads(text)
-        parsed: dict[str, str] = {}
-        for item in filter(None, (part.strip() for part in text.split(","))):
-            name, sep, target = item.partition("=")
-            if not sep or not name.strip() or ":" not in target:
-                raise ValueError(f"expected name=module:attr, got {item!r}")
-            parsed[name.strip()] = target.strip()
+        parsed = _parse_mapping(value, "name=module:attr")
+        if isinstance(parsed, dict) and not all(":" in str(v) for v in parsed.values()):
+            raise ValueError("expected name=module:attr")
         return parsed
+
+    @field_validator("llm_rate_limits", mode="before")
+    @classmethod
+    def _parse_rate_limits(cls, value: object) -> object:
+        return parse_rate_limits(value)
+
+    @field_validator("llm_tenant_weights", mode="before")
+    @classmethod
+    def _parse_weights(cls, value: object) -> object:
+        return parse_weights(value)
+
+    @field_validator("llm_cache_pipelines", mode="before")
+    @classmethod
+    def _parse_cache_pipelines(cls, value: object) -> object:
+        return parse_names(value)
+
+    @field_validator("pipeline_timeouts", mode="before")
+    @classmethod
+    def _parse_timeouts(cls, value: object) -> object:
+        return _parse_mapping(value, "name=seconds")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("pipelines")
     @classmethod
@@ -149,6 +256,29 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one pipeline is required")
         return value
+
+    def timeout_for(self, pipeline: str) -> float:
+        return self.pipeline_timeouts.get(pipeline, self.job_timeout)
+
+    @property
+    def longest_job_timeout(self) -> float:
+        return max([self.job_timeout, *self.pipeline_timeouts.values()])
+
+
+def _parse_mapping(value: object, form: str) -> object:
+    """``a=b,c=d`` or a JSON object, for settings that map names to values."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    parsed: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise ValueError(f"expected {form}, got {item!r}")
+        parsed[name.strip()] = target.strip()
+    return parsed
 
 
 def describe_errors(error: ValidationError) -> str:

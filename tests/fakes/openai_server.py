@@ -3,7 +3,9 @@
 Speaks the real protocol (``/v1/chat/completions`` with and without ``stream``,
 ``/v1/embeddings``). ``POST /control`` sets injected faults: a latency, and a number of
 upcoming requests to answer with a given status (429 with ``Retry-After``, or 5xx).
-``GET /control`` returns what it received.
+``GET /control`` returns what it received: each request with its time (``at``) and the
+status it was answered with. ``"headers"`` in ``POST /control`` adds response headers to
+every successful answer (e.g. ``x-ratelimit-remaining-requests``).
 
 Run: ``python tests/fakes/openai_server.py PORT``.
 """
@@ -28,6 +30,7 @@ state: dict[str, Any] = {
     "fail_status": 429,
     "retry_after": 1,
     "requests": [],
+    "headers": {},
 }
 
 
@@ -38,13 +41,15 @@ def reply_text(messages: list[dict[str, Any]]) -> str:
     return f"openai-fake says: {content}"
 
 
-async def _fault() -> JSONResponse | None:
+async def _fault(entry: dict[str, Any]) -> JSONResponse | None:
     await asyncio.sleep(state["latency"])
+    entry["status"] = 200
     if state["fail_next"] > 0:
         state["fail_next"] -= 1
         status = state["fail_status"]
         headers = {"retry-after": str(state["retry_after"])} if status == 429 else {}
         body = {"error": {"message": "injected failure", "type": "fake", "code": status}}
+        entry["status"] = status
         return JSONResponse(body, status_code=status, headers=headers)
     return None
 
@@ -52,8 +57,9 @@ async def _fault() -> JSONResponse | None:
 @app.post("/v1/chat/completions", response_model=None)
 async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
     body = await request.json()
-    state["requests"].append({"path": "chat", "model": body.get("model"), "at": time.time()})
-    fault = await _fault()
+    entry = {"path": "chat", "model": body.get("model"), "at": time.time()}
+    state["requests"].append(entry)
+    fault = await _fault(entry)
     if fault:
         return fault
     text = reply_text(body.get("messages", []))
@@ -87,7 +93,7 @@ async def chat_completions(request: Request) -> JSONResponse | StreamingResponse
             yield f"data: {json.dumps(final)}\n\n"
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return StreamingResponse(events(), media_type="text/event-stream", headers=state["headers"])
     return JSONResponse(
         {
             "id": "chatcmpl-fake",
@@ -102,7 +108,8 @@ async def chat_completions(request: Request) -> JSONResponse | StreamingResponse
                 }
             ],
             "usage": usage,
-        }
+        },
+        headers=state["headers"],
     )
 
 
@@ -111,14 +118,17 @@ async def embeddings(request: Request) -> JSONResponse:
     body = await request.json()
     texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
     state["requests"].append({"path": "embeddings", "model": body.get("model"), "n": len(texts)})
-    fault = await _fault()
+    fault = await _fault({})
     if fault:
         return fault
     data = [
         {"object": "embedding", "index": i, "embedding": [float(len(str(t))), 1.0, 0.0]}
         for i, t in enumerate(texts)
     ]
-    return JSONResponse({"object": "list", "data": data, "model": body.get("model"), "usage": {}})
+    return JSONResponse(
+        {"object": "list", "data": data, "model": body.get("model"), "usage": {}},
+        headers=state["headers"],
+    )
 
 
 @app.post("/control")

@@ -90,11 +90,13 @@ async def test_claim_takes_ready_jobs_up_to_the_free_slots_and_never_twice(
     def args(slots: int) -> list[object]:
         return [now_ms(), slots, keys.in_progress_key_prefix, 10_000, 2]
 
-    first = await claim(keys=[QUEUE], args=args(3))
-    second = await claim(keys=[QUEUE], args=args(10))
+    leases = keys.leases_key(QUEUE)
+    first = await claim(keys=[QUEUE, leases], args=args(3))
+    second = await claim(keys=[QUEUE, leases], args=args(10))
     first_ids = [x.decode() for x in first[::2]]
     second_ids = [x.decode() for x in second[::2]]
     assert len(first_ids) == 3 and len(second_ids) == 2
     assert set(first_ids) | set(second_ids) == {j.run_id for j in ready}
-    assert await claim(keys=[QUEUE], args=args(10)) == []
+    assert await claim(keys=[QUEUE, leases], args=args(10)) == []
     assert await redis.pttl(keys.in_progress_key_prefix + first_ids[0]) > 9_000
+    assert await redis.zcard(leases) == 5  # each held job is counted as in progress

@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import langscale
+from langscale.queue import QueueMonitor
 from langscale.redis import create_redis
 from langscale.runs import RunStore
 from langscale.settings import Settings, get_settings
 from langscale_gateway import errors
+from langscale_gateway.auth import Authenticator
 from langscale_gateway.body_limit import BodySizeLimit
 from langscale_gateway.catalog import PipelineCatalog
 from langscale_gateway.routes import langserve, runs, system
@@ -28,11 +30,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = RunStore.from_settings(redis, settings)
         waiter = RunWaiter(redis, store)
         await waiter.start()
+        app.state.auth = Authenticator(settings, redis)
         app.state.service = RunService(
             settings=settings,
             runs=store,
             catalog=PipelineCatalog(redis, ttl=settings.pipeline_cache_ttl),
             waiter=waiter,
+            queue=QueueMonitor(redis, settings.queue_name),
         )
         try:
             yield

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from langscale_gateway.auth import Principal
 from langscale_gateway.service import RunService
 
 
@@ -13,4 +14,9 @@ def get_service(request: Request) -> RunService:
     return request.app.state.service
 
 
+async def get_principal(request: Request) -> Principal:
+    return await request.app.state.auth.authenticate(request)
+
+
 Service = Annotated[RunService, Depends(get_service)]
+Caller = Annotated[Principal, Depends(get_principal)]

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -78,6 +79,16 @@ def install(app: FastAPI) -> None:
         ]
         return error_response(
             422, "invalid_request", "the request does not match the API", errors=items
+        )
+
+    @app.exception_handler(RedisError)
+    async def _redis_down(_: Request, exc: RedisError) -> JSONResponse:
+        # Not the client's fault and not lost: nothing was queued. Say when to come back.
+        return error_response(
+            503,
+            "redis_unavailable",
+            "the queue is unreachable right now; nothing was queued, retry shortly",
+            {"Retry-After": "5"},
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from arq.worker import Retry
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.utils import add
 from langserve.serialization import WellKnownLCSerializer
@@ -24,6 +25,7 @@ from langscale.contract import (
 from langscale.runs import RunStore
 from langscale.settings import Settings
 from langscale_worker.registry import Pipeline
+from langscale_worker.retries import backoff, classify
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class WorkerRuntime:
     settings: Settings
     pipelines: dict[str, Pipeline]
     runs: RunStore
+    worker_id: str = ""
     # Runs executing in this process, by run id, so a cancel notice can stop them.
     executing: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     cancelled: set[str] = field(default_factory=set)
@@ -57,6 +60,7 @@ def run_config(spec: JobSpec) -> RunnableConfig:
     config: dict[str, Any] = {k: v for k, v in spec.config.items() if k in CLIENT_CONFIG_KEYS}
     metadata = dict(config.get("metadata") or {})
     metadata["langscale_run_id"] = spec.run_id
+    metadata["langscale_tenant"] = spec.tenant  # shares of the LLM rate limit
     config["metadata"] = metadata
     config["run_id"] = uuid.UUID(spec.run_id)
     return RunnableConfig(**config)  # type: ignore[typeddict-item]
@@ -112,7 +116,7 @@ async def execute(spec: JobSpec, pipeline: Pipeline, runs: RunStore) -> Any:
 async def run_pipeline(ctx: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     runtime: WorkerRuntime = ctx[CTX_RUNTIME]
     spec = JobSpec.model_validate(job)
-    state, attempt = await runtime.runs.start(spec.run_id)
+    state, attempt = await runtime.runs.start(spec.run_id, runtime.worker_id)
     if attempt < 0:
         # Delivered after the run ended (cancelled while queued, or a worker died after
         # finishing it): do not run it again.
@@ -127,7 +131,7 @@ async def run_pipeline(ctx: dict[str, Any], job: dict[str, Any]) -> dict[str, An
         )
         return await _end(runtime, spec, RunState.FAILED, error=error)
 
-    timeout = runtime.settings.job_timeout
+    timeout = runtime.settings.timeout_for(spec.pipeline)
     task = asyncio.ensure_future(execute(spec, pipeline, runtime.runs))
     runtime.executing[spec.run_id] = task
     try:
@@ -137,13 +141,32 @@ async def run_pipeline(ctx: dict[str, Any], job: dict[str, Any]) -> dict[str, An
     except asyncio.CancelledError:
         if spec.run_id in runtime.cancelled:  # a client cancelled it: the state says so
             return {"state": RunState.CANCELLED.value}
-        raise  # the worker is stopping: arq puts the job back on the queue
+        # The worker is stopping: back to the queue now (arq re-queues the job itself).
+        await runtime.runs.requeue(spec.run_id, "worker stopping")
+        raise
     except TimeoutError as exc:
         if not deadline.expired():
             return await _fail(runtime, spec, exc)
         error = ErrorInfo(type="timeout", message=f"the run exceeded its timeout of {timeout:g} s")
         return await _end(runtime, spec, RunState.FAILED, error=error)
     except Exception as exc:
+        retriable, retry_after = classify(exc)
+        settings = runtime.settings
+        if retriable and attempt < settings.max_attempts:
+            delay = backoff(
+                attempt, settings.retry_backoff, settings.retry_backoff_max, retry_after
+            )
+            await runtime.runs.requeue(spec.run_id, "retry", error=_error_info(exc), retry_in=delay)
+            logger.info(
+                "run will be retried",
+                extra={
+                    "run_id": spec.run_id,
+                    "attempt": attempt,
+                    "retry_in": round(delay, 3),
+                    "error_type": type(exc).__name__,
+                },
+            )
+            raise Retry(defer=delay) from exc
         return await _fail(runtime, spec, exc)
     finally:
         runtime.executing.pop(spec.run_id, None)
@@ -165,5 +188,8 @@ async def _end(
 
 async def _fail(runtime: WorkerRuntime, spec: JobSpec, exc: Exception) -> dict[str, Any]:
     logger.warning("run failed", extra={"run_id": spec.run_id, "error_type": type(exc).__name__})
-    error = ErrorInfo(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
-    return await _end(runtime, spec, RunState.FAILED, error=error)
+    return await _end(runtime, spec, RunState.FAILED, error=_error_info(exc))
+
+
+def _error_info(exc: Exception) -> ErrorInfo:
+    return ErrorInfo(type=type(exc).__name__, message=str(exc) or type(exc).__name__)

@@ -15,6 +15,7 @@ from langscale.contract import JOB_FUNCTION, ErrorInfo, RunState
 from langscale.redis import arq_redis_settings, dump_job, load_job
 from langscale.runs import RunStore
 from langscale.settings import Settings
+from langscale_worker import http, outgoing
 from langscale_worker.jobs import CTX_RUNTIME, WorkerRuntime, run_pipeline
 from langscale_worker.registry import Pipeline, PipelineLoadError, load_registry
 from langscale_worker.worker import LangscaleWorker
@@ -30,6 +31,7 @@ class PipelineWorker(LangscaleWorker):
         self.pipelines = pipelines
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._heartbeat: asyncio.Task[None] | None = None
+        self._http: asyncio.Task[None] | None = None
         from arq.worker import func
 
         super().__init__(
@@ -37,10 +39,16 @@ class PipelineWorker(LangscaleWorker):
             queue_name=settings.queue_name,
             redis_settings=arq_redis_settings(settings),
             wake_channel=keys.wake_channel(settings.queue_name),
+            leases_key=keys.leases_key(settings.queue_name),
+            lease_seconds=settings.lease_seconds,
             max_jobs=settings.worker_concurrency,
             # The run enforces job_timeout itself and records a `timeout` error; arq's
             # limit is only a backstop.
-            job_timeout=settings.job_timeout + 5,
+            job_timeout=settings.longest_job_timeout + 5,
+            max_tries=settings.max_attempts,
+            # SIGTERM: take no new job, let running ones finish for the drain window, then
+            # cancel the rest, which go back to the queue at once (jobs.run_pipeline).
+            job_completion_wait=int(settings.drain_timeout),
             keep_result=settings.result_ttl,
             poll_delay=settings.poll_interval,
             job_serializer=dump_job,
@@ -63,21 +71,29 @@ class PipelineWorker(LangscaleWorker):
 
     async def _on_startup(self, ctx: dict[str, Any]) -> None:
         runs = RunStore.from_settings(ctx["redis"], self.settings)
+        # Outgoing LLM calls (shared rate limit, cache, replay) use this pool too.
+        outgoing.bind(ctx["redis"], self.settings)
         ctx[CTX_RUNTIME] = WorkerRuntime(
-            settings=self.settings, pipelines=self.pipelines, runs=runs
+            settings=self.settings, pipelines=self.pipelines, runs=runs, worker_id=self.worker_id
         )
+        await check_redis_durability(ctx["redis"])
         await self._publish()
         self._heartbeat = asyncio.create_task(self._publish_forever())
+        if self.settings.worker_http_port:
+            stale_after = max(10.0, 5 * self.settings.poll_interval)
+            app = http.create_app(lambda: self.last_iteration, stale_after)
+            self._http = http.start(app, self.settings.worker_http_port)
         logger.info(
             "worker ready",
             extra={"worker_id": self.worker_id, "pipelines": sorted(self.pipelines)},
         )
 
     async def _on_shutdown(self, ctx: dict[str, Any]) -> None:
-        if self._heartbeat:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for task in (self._heartbeat, self._http):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(Exception):
             await catalog.unregister_worker(ctx["redis"], self.worker_id)
 
@@ -104,6 +120,31 @@ class PipelineWorker(LangscaleWorker):
                 "job expired",
             )
             await self.runs.finish(job_id, RunState.FAILED, error=error)
+
+
+async def check_redis_durability(redis: Any) -> None:
+    """Warn when Redis could lose queued runs: no persistence, or eviction allowed."""
+    try:
+        config = await redis.config_get("appendonly", "save", "maxmemory-policy")
+    except Exception as error:  # managed Redis often forbids CONFIG
+        logger.warning("cannot check Redis persistence settings: %s", error)
+        return
+    config = {_text(k): _text(v) for k, v in config.items()}
+    if config.get("appendonly") != "yes" and not config.get("save"):
+        logger.warning(
+            "Redis has no persistence (appendonly no, no save points): queued runs are lost "
+            "if it restarts; production needs appendonly yes"
+        )
+    if config.get("maxmemory-policy", "noeviction") != "noeviction":
+        logger.warning(
+            "Redis maxmemory-policy is %s: it may evict queued jobs and run state under "
+            "memory pressure; production needs noeviction",
+            config["maxmemory-policy"],
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def build_worker(settings: Settings, **kwargs: Any) -> PipelineWorker:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from langscale.contract import RunRecord, RunState, StreamMode
-from langscale_gateway.deps import Service
+from langscale_gateway.auth import Principal
+from langscale_gateway.deps import Caller, Service
 from langscale_gateway.errors import ApiError, error_response
 from langscale_gateway.routes.runs import status_url
 from langscale_gateway.service import RunService
@@ -92,12 +93,13 @@ async def invoke(
     body: InvokeRequest,
     request: Request,
     service: Service,
+    caller: Caller,
     timeout: float | None = TimeoutParam,
     on_disconnect: str | None = OnDisconnectParam,
 ) -> Response:
     wait_for = service.invoke_timeout(timeout)
     cancel_on_leave = service.leaves_cancel(on_disconnect)
-    run_ids = await service.submit(pipeline, [body.input], [body.config])
+    run_ids = await service.submit(caller, pipeline, [body.input], [body.config])
     records = await _wait_for_client(service, request, run_ids, wait_for, cancel_on_leave)
     if records is None:
         return Response(status_code=499)  # nobody is listening any more
@@ -117,6 +119,7 @@ async def batch(
     body: BatchRequest,
     request: Request,
     service: Service,
+    caller: Caller,
     timeout: float | None = TimeoutParam,
     on_disconnect: str | None = OnDisconnectParam,
 ) -> Response:
@@ -142,7 +145,7 @@ async def batch(
     else:
         configs = [body.config] * count
     paths = [f"$.inputs[{i}]" for i in range(count)]
-    run_ids = await service.submit(pipeline, body.inputs, configs, input_paths=paths)
+    run_ids = await service.submit(caller, pipeline, body.inputs, configs, input_paths=paths)
     records = await _wait_for_client(service, request, run_ids, wait_for, cancel_on_leave)
     if records is None:
         return Response(status_code=499)
@@ -163,12 +166,12 @@ async def batch(
 
 
 @router.get("/{pipeline}/input_schema", summary="JSON schema of the pipeline's input")
-async def input_schema(pipeline: str, service: Service) -> dict[str, Any]:
+async def input_schema(pipeline: str, service: Service, caller: Caller) -> dict[str, Any]:
     return (await service.catalog.get(pipeline)).definition.input_schema
 
 
 @router.get("/{pipeline}/output_schema", summary="JSON schema of the pipeline's output")
-async def output_schema(pipeline: str, service: Service) -> dict[str, Any]:
+async def output_schema(pipeline: str, service: Service, caller: Caller) -> dict[str, Any]:
     return (await service.catalog.get(pipeline)).definition.output_schema
 
 
@@ -176,11 +179,12 @@ async def _stream(
     pipeline: str,
     body: InvokeRequest,
     service: RunService,
+    caller: Principal,
     on_disconnect: str | None,
     mode: StreamMode,
 ) -> EventSourceResponse:
     cancel_on_leave = service.leaves_cancel(on_disconnect)
-    (run_id,) = await service.submit(pipeline, [body.input], [body.config], stream=mode)
+    (run_id,) = await service.submit(caller, pipeline, [body.input], [body.config], stream=mode)
 
     async def leave() -> None:
         # Cancels nothing once the run has ended (the usual way a stream closes).
@@ -202,9 +206,10 @@ async def stream(
     pipeline: str,
     body: InvokeRequest,
     service: Service,
+    caller: Caller,
     on_disconnect: str | None = OnDisconnectParam,
 ) -> EventSourceResponse:
-    return await _stream(pipeline, body, service, on_disconnect, StreamMode.CHUNKS)
+    return await _stream(pipeline, body, service, caller, on_disconnect, StreamMode.CHUNKS)
 
 
 @router.post(
@@ -216,6 +221,7 @@ async def stream_events(
     pipeline: str,
     body: InvokeRequest,
     service: Service,
+    caller: Caller,
     on_disconnect: str | None = OnDisconnectParam,
 ) -> EventSourceResponse:
-    return await _stream(pipeline, body, service, on_disconnect, StreamMode.EVENTS)
+    return await _stream(pipeline, body, service, caller, on_disconnect, StreamMode.EVENTS)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from langscale.contract import RunRecord, RunState, StreamMode
-from langscale_gateway.deps import Service
+from langscale_gateway.deps import Caller, Service
 from langscale_gateway.errors import ApiError
 from langscale_gateway.streaming import v1_events
 
@@ -58,9 +58,25 @@ def status_url(request: Request, run_id: str) -> str:
 
 
 @router.post("", status_code=202, response_model=RunAccepted, summary="Queue a run")
-async def create_run(body: RunRequest, request: Request, service: Service) -> JSONResponse:
+async def create_run(
+    body: RunRequest,
+    request: Request,
+    service: Service,
+    caller: Caller,
+    idempotency_key: str | None = Header(
+        None,
+        description="The same key and body within the idempotency window return the same "
+        "run; the same key with another body is 409.",
+    ),
+) -> JSONResponse:
     (run_id,) = await service.submit(
-        body.pipeline, [body.input], [body.config], body.metadata, stream=body.stream_mode()
+        caller,
+        body.pipeline,
+        [body.input],
+        [body.config],
+        body.metadata,
+        stream=body.stream_mode(),
+        idempotency_key=idempotency_key,
     )
     url = status_url(request, run_id)
     return JSONResponse(
@@ -70,9 +86,22 @@ async def create_run(body: RunRequest, request: Request, service: Service) -> JS
     )
 
 
+@router.get("", summary="Failed runs, newest first (admin)")
+async def list_runs(
+    service: Service,
+    caller: Caller,
+    state: RunState = Query(description="Only `failed` is listed."),
+    limit: int = Query(100, ge=1, le=1000),
+) -> JSONResponse:
+    if state is not RunState.FAILED:
+        raise ApiError(422, "invalid_request", "only state=failed runs are listed")
+    runs = await service.failed_runs(caller, limit)
+    return JSONResponse({"runs": [r.model_dump(mode="json") for r in runs]})
+
+
 @router.get("/{run_id}", response_model=RunRecord, summary="State, output or error of a run")
-async def get_run(run_id: str, service: Service) -> JSONResponse:
-    record = await service.get(run_id)
+async def get_run(run_id: str, service: Service, caller: Caller) -> JSONResponse:
+    record = await service.get(caller, run_id)
     return JSONResponse(record.model_dump(mode="json"))
 
 
@@ -84,11 +113,12 @@ async def get_run(run_id: str, service: Service) -> JSONResponse:
 async def stream_run(
     run_id: str,
     service: Service,
+    caller: Caller,
     last_event_id: str | None = Header(
         None, description="Resume after this event id (as sent in each event's id)."
     ),
 ) -> EventSourceResponse:
-    await service.get(run_id)
+    await service.get(caller, run_id)
     after = last_event_id or "0"
     if not _STREAM_ID.fullmatch(after):
         raise ApiError(
@@ -98,6 +128,16 @@ async def stream_run(
 
 
 @router.post("/{run_id}/cancel", response_model=RunRecord, summary="Cancel a queued or running run")
-async def cancel_run(run_id: str, service: Service) -> JSONResponse:
-    record = await service.cancel(run_id)
+async def cancel_run(run_id: str, service: Service, caller: Caller) -> JSONResponse:
+    record = await service.cancel(caller, run_id)
     return JSONResponse(record.model_dump(mode="json"))
+
+
+@router.post(
+    "/{run_id}/requeue",
+    response_model=RunRecord,
+    summary="Put a failed run back on the queue (admin)",
+)
+async def requeue_run(run_id: str, service: Service, caller: Caller) -> JSONResponse:
+    record = await service.requeue_failed(caller, run_id)
+    return JSONResponse(record.model_dump(mode="json"), status_code=202)

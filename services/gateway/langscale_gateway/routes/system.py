@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from langscale import catalog
-from langscale_gateway.deps import Service
+from langscale_gateway.deps import Caller, Service
 from langscale_gateway.errors import error_response
 
 router = APIRouter()
@@ -38,7 +38,17 @@ async def readyz(service: Service) -> JSONResponse:
     return JSONResponse({"status": "ready", "pipelines": sorted(pipelines), "workers": workers})
 
 
+@router.get(
+    "/v1/queue",
+    tags=["system"],
+    summary="Queue figures: ready, deferred, in progress, backlog, oldest ready age, drain rate",
+)
+async def queue(service: Service) -> dict[str, Any]:
+    # Open without a key: KEDA's metrics-api trigger and dashboards read it.
+    return (await service.queue_stats()).as_dict()
+
+
 @router.get("/v1/pipelines", tags=["runs"], summary="Pipelines with their JSON schemas")
-async def list_pipelines(service: Service) -> dict[str, Any]:
+async def list_pipelines(service: Service, caller: Caller) -> dict[str, Any]:
     pipelines = await service.catalog.all()
     return {"pipelines": [known.definition.model_dump() for _, known in sorted(pipelines.items())]}

@@ -21,6 +21,8 @@ def openai_chat_model(settings: Settings) -> ChatOpenAI:
         timeout=settings.openai_timeout,
         max_retries=0,
         stream_usage=True,
+        # Rate-limit headers let the shared budget back off before the provider says 429.
+        include_response_headers=True,
     )
 
 

@@ -1,0 +1,56 @@
+"""The worker's own small HTTP server: a per-pod liveness probe and Prometheus metrics.
+
+arq's health-check key is shared by every worker of a queue, so it passes while any of them
+lives; ``/healthz`` here answers for this process only: its event loop must be turning
+(this server runs on it) and its queue loop must have gone round recently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(last_iteration: Callable[[], float], stale_after: float) -> Starlette:
+    async def healthz(request: Request) -> JSONResponse:
+        age = time.monotonic() - last_iteration()
+        healthy = age < stale_after
+        return JSONResponse(
+            {"status": "ok" if healthy else "stalled", "queue_loop_age_seconds": round(age, 3)},
+            status_code=200 if healthy else 503,
+        )
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # signals belong to the arq worker (drain on SIGTERM)
+
+
+async def serve(app: Starlette, port: int) -> None:
+    config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning", lifespan="off")
+    try:
+        await _Server(config).serve()
+    except (SystemExit, OSError):  # uvicorn exits when it cannot bind; the worker goes on
+        logger.error("worker HTTP server could not listen on port %d: no /healthz, /metrics", port)
+
+
+def start(app: Starlette, port: int) -> asyncio.Task[None]:
+    return asyncio.create_task(serve(app, port), name="worker-http")

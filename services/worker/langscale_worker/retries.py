@@ -1,0 +1,83 @@
+"""Which failures are worth another attempt, and when."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from typing import Any
+
+import httpx
+
+# Provider answers that say "not now" rather than "never".
+RETRIABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class RetriableError(Exception):
+    """Raise from a pipeline to have the run retried with backoff.
+
+    ``retry_after`` (seconds) overrides the backoff when given."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status
+    response = getattr(exc, "response", None)
+    code = getattr(response, "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    if isinstance(exc, RetriableError):
+        return exc.retry_after
+    headers: Any = getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    # openai's APIConnectionError / APITimeoutError, without importing openai here.
+    return isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError) or bool(
+        names & {"APIConnectionError", "APITimeoutError"}
+    )
+
+
+def classify(exc: BaseException) -> tuple[bool, float | None]:
+    """(retriable?, the provider's Retry-After in seconds) for an exception or its causes."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, RetriableError) or _is_transport_error(current):
+            return True, _retry_after(current)
+        status = _status(current)
+        if status is not None:
+            return status in RETRIABLE_STATUS, _retry_after(current)
+        current = current.__cause__ or current.__context__
+    return False, None
+
+
+def backoff(attempt: int, base: float, cap: float, retry_after: float | None) -> float:
+    """Exponential backoff with jitter (50-100% of the step); a Retry-After wins if later."""
+    step = min(cap, base * 2 ** max(0, attempt - 1))
+    delay = step * random.uniform(0.5, 1.0)
+    return max(delay, retry_after) if retry_after is not None else delay

@@ -1,0 +1,1 @@
+"""Peer systems the benchmarks compare langscale with, each as a runnable module."""

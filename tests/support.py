@@ -94,6 +94,8 @@ class Stack:
     redis_url: str
     logs: Path
     settings: dict[str, Any] = field(default_factory=dict)
+    # Other environment variables of every process (OTEL_*, ...).
+    environment: dict[str, str] = field(default_factory=dict)
     workers: list[Process] = field(default_factory=list)
     gateway: Process | None = None
     port: int = 0
@@ -103,7 +105,10 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self, **overrides: Any) -> dict[str, str]:
-        return langscale_env(self.redis_url, **{**self.settings, **overrides})
+        return {
+            **langscale_env(self.redis_url, **{**self.settings, **overrides}),
+            **self.environment,
+        }
 
     def add_worker(self, **overrides: Any) -> Process:
         index = len(self.workers)

@@ -2,7 +2,7 @@
 
 One Lua call, O(log N) in the queue's length: ready and deferred jobs are counted by score
 in the queue's sorted set, running ones by live lease (``keys.leases_key``), so the cost of
-a reading does not grow with the backlog.
+a reading does not grow with the backlog or the fleet.
 """
 
 from __future__ import annotations
@@ -19,31 +19,22 @@ from langscale.contract import now_ms
 RATE_WINDOW = 10
 
 # KEYS: queue, leases. ARGV: now ms, completed-counter prefix, rate window seconds.
-# Returns {due, deferred, in progress, oldest ready score or -1, completed in window}.
+# Returns {ready, later, in progress, oldest ready score or -1, completed in window}.
+# A held job's score is its lease end (langscale_worker.worker), so due = ready exactly and
+# the jobs scored later are the held ones plus the deferred ones.
 _QUEUE_STATS = """
 local now = tonumber(ARGV[1])
-local due = redis.call('ZCOUNT', KEYS[1], '-inf', now)
-local deferred = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+local ready = redis.call('ZCOUNT', KEYS[1], '-inf', now)
+local later = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 local running = redis.call('ZCOUNT', KEYS[2], now, '+inf')
--- The oldest due job no live lease holds: running jobs stay in the queue until they end,
--- so skip at most `running` entries (bounded by the fleet's concurrency, not the backlog).
-local oldest = -1
-local offset = 0
-while oldest < 0 and offset <= running do
-  local page = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', offset, 200)
-  if #page == 0 then break end
-  for i = 1, #page, 2 do
-    local lease = redis.call('ZSCORE', KEYS[2], page[i])
-    if not lease or tonumber(lease) < now then oldest = tonumber(page[i + 1]); break end
-  end
-  offset = offset + 200
-end
+local head = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+local oldest = head[2] or '-1'
 local second = tonumber(redis.call('TIME')[1])
 local completed = 0
 for s = second - tonumber(ARGV[3]), second - 1 do
   completed = completed + tonumber(redis.call('GET', ARGV[2] .. s) or '0')
 end
-return {due, deferred, running, tostring(oldest), completed}
+return {ready, later, running, oldest, completed}
 """
 
 
@@ -72,15 +63,15 @@ class QueueMonitor:
 
     async def read(self) -> QueueStats:
         now = now_ms()
-        due, deferred, running, oldest, completed = await self._stats(
+        ready, later, running, oldest, completed = await self._stats(
             keys=[self.queue_name, keys.leases_key(self.queue_name)],
             args=[now, keys.completed_key_prefix(self.queue_name), RATE_WINDOW],
         )
         oldest_score = float(oldest)
         return QueueStats(
             queue=self.queue_name,
-            ready=max(0, int(due) - int(running)),
-            deferred=int(deferred),
+            ready=int(ready),
+            deferred=max(0, int(later) - int(running)),
             in_progress=int(running),
             oldest_ready_age_seconds=max(0.0, (now - oldest_score) / 1000)
             if oldest_score >= 0

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from arq.jobs import serialize_job
+from arq.jobs import deserialize_job_raw, serialize_job
 from redis.asyncio import Redis
 
 from langscale import keys
@@ -29,7 +29,7 @@ from langscale.contract import (
     RunState,
     now_ms,
 )
-from langscale.redis import dump_job
+from langscale.redis import dump_job, load_job
 from langscale.settings import Settings
 
 _FINAL = ",".join(sorted(FINAL_STATES))
@@ -63,13 +63,20 @@ return {'running', attempt}
 """
 )
 
-# KEYS: run hash, stream, leases, failed runs. ARGV: state, output json, error json or '',
-# finished_at, ttl, maxlen, finished channel, run id, completed-counter prefix.
+# KEYS: run hash, stream, leases, failed runs, queue, arq job, arq in-progress key.
+# ARGV: state, output json, error json or '', finished_at, ttl, maxlen, finished channel,
+# run id, completed-counter prefix.
+# Ends the run and its job (what arq's finish_job does, in the same round trip).
 # Returns 1 if this call ended the run, 0 if it had already ended.
 _FINISH_RUN = (
     _LUA_HELPERS
     + """
+local job = redis.call('GET', KEYS[6])
+redis.call('ZREM', KEYS[5], ARGV[8])
+redis.call('DEL', KEYS[6], KEYS[7])
 if is_final(redis.call('HGET', KEYS[1], 'state')) then return 0 end
+-- a failed run keeps its job, for an operator to re-queue it
+if ARGV[1] == 'failed' and job then redis.call('HSET', KEYS[1], 'job', job) end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'output', ARGV[2], 'error', ARGV[3],
            'finished_at', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
@@ -89,9 +96,10 @@ return 1
 """
 )
 
-# KEYS: run hash, stream, leases. ARGV: state event json, ttl, maxlen, run id, error json
-# or ''. A running run goes back to the queue (a retry after an error, or its worker
-# stopping). Returns 1 if it was running.
+# KEYS: run hash, stream, leases, queue, arq in-progress key. ARGV: state event json, ttl,
+# maxlen, run id, error json or '', due ms. A running run goes back to the queue, due at
+# `due ms` (a retry after an error, or at once when its worker stops), its lease released.
+# Returns 1 if it was running.
 _REQUEUE_RUN = (
     _LUA_HELPERS
     + """
@@ -99,6 +107,8 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'queued')
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[5]) end
 redis.call('ZREM', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[4], 'XX', ARGV[6], ARGV[4])
+redis.call('DEL', KEYS[5])
 emit(KEYS[2], ARGV[3], ARGV[2], 'state', ARGV[1])
 return 1
 """
@@ -253,7 +263,15 @@ class RunStore:
     ) -> bool:
         """End a run once. False if another attempt (or a cancel) had already ended it."""
         ended = await self._finish(
-            keys=[keys.run_key(run_id), keys.stream_key(run_id), self.leases, keys.FAILED_RUNS],
+            keys=[
+                keys.run_key(run_id),
+                keys.stream_key(run_id),
+                self.leases,
+                keys.FAILED_RUNS,
+                self.queue_name,
+                keys.job_key(run_id),
+                keys.in_progress_key_prefix + run_id,
+            ],
             args=[
                 state.value,
                 output_json,
@@ -284,16 +302,31 @@ class RunStore:
         if error is not None:
             event["error"] = error.model_dump()
         done = await self._requeue(
-            keys=[keys.run_key(run_id), keys.stream_key(run_id), self.leases],
+            keys=[
+                keys.run_key(run_id),
+                keys.stream_key(run_id),
+                self.leases,
+                self.queue_name,
+                keys.in_progress_key_prefix + run_id,
+            ],
             args=[
                 json.dumps(event),
                 self.result_ttl,
                 self.stream_max_len,
                 run_id,
                 error.model_dump_json() if error else "",
+                now_ms() + int(1000 * (retry_in or 0)),
             ],
         )
         return bool(done)
+
+    async def failed_job(self, run_id: str) -> JobSpec | None:
+        """The job of a failed run, as it was queued (None if not kept)."""
+        raw = await self.redis.hget(keys.run_key(run_id), "job")  # type: ignore[misc]
+        if not raw:
+            return None
+        _, args, _, _, _ = deserialize_job_raw(raw, deserializer=load_job)
+        return JobSpec.model_validate(args[0])
 
     async def requeue_failed(self, run_id: str, spec: JobSpec) -> bool:
         """Put a failed run back on the queue (operators). False if it is not failed."""

@@ -176,6 +176,13 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
 
+    # --- traces (docs/observability.md; the exporter is set by the standard OTEL_* vars) --
+    trace_content: bool = Field(
+        False,
+        description="Record prompts and completions on LLM spans (they may hold personal "
+        "data); off: only models, token counts and timings.",
+    )
+
     # --- gateway -------------------------------------------------------------------------
     pipeline_cache_ttl: float = Field(
         2.0, ge=0, description="How long the gateway caches pipeline definitions, seconds."

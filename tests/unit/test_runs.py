@@ -88,15 +88,42 @@ async def test_claim_takes_ready_jobs_up_to_the_free_slots_and_never_twice(
     claim = redis.register_script(_CLAIM_READY_JOBS)
 
     def args(slots: int) -> list[object]:
-        return [now_ms(), slots, keys.in_progress_key_prefix, 10_000, 2]
+        return [
+            now_ms(),
+            slots,
+            keys.in_progress_key_prefix,
+            10_000,
+            keys.job_key(""),
+            keys.run_key(""),
+        ]
 
     leases = keys.leases_key(QUEUE)
     first = await claim(keys=[QUEUE, leases], args=args(3))
     second = await claim(keys=[QUEUE, leases], args=args(10))
-    first_ids = [x.decode() for x in first[::2]]
-    second_ids = [x.decode() for x in second[::2]]
+    # [job id, score, payload, attempts so far] per claimed job
+    first_ids = [x.decode() for x in first[::4]]
+    second_ids = [x.decode() for x in second[::4]]
+    assert all(payload for payload in first[2::4]) and set(first[3::4]) == {b"0"}
     assert len(first_ids) == 3 and len(second_ids) == 2
     assert set(first_ids) | set(second_ids) == {j.run_id for j in ready}
     assert await claim(keys=[QUEUE, leases], args=args(10)) == []
     assert await redis.pttl(keys.in_progress_key_prefix + first_ids[0]) > 9_000
     assert await redis.zcard(leases) == 5  # each held job is counted as in progress
+
+
+async def test_queue_figures_count_ready_running_and_deferred(
+    redis: Redis, store: RunStore
+) -> None:
+    from langscale.queue import QueueMonitor
+
+    ready = [spec() for _ in range(5)]
+    await store.enqueue([*ready, spec(enqueued_at_ms=now_ms() + 60_000)])
+    claim = redis.register_script(_CLAIM_READY_JOBS)
+    leases = keys.leases_key(QUEUE)
+    await claim(
+        keys=[QUEUE, leases],
+        args=[now_ms(), 2, keys.in_progress_key_prefix, 10_000, keys.job_key(""), keys.run_key("")],
+    )
+    stats = await QueueMonitor(redis, QUEUE).read()
+    assert (stats.ready, stats.in_progress, stats.deferred, stats.backlog) == (3, 2, 1, 5)
+    assert 0 <= stats.oldest_ready_age_seconds < 5

@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry import trace
 
 import langscale
+from langscale import telemetry
 from langscale.queue import QueueMonitor
 from langscale.redis import create_redis
 from langscale.runs import RunStore
@@ -16,12 +18,17 @@ from langscale_gateway import errors
 from langscale_gateway.auth import Authenticator
 from langscale_gateway.body_limit import BodySizeLimit
 from langscale_gateway.catalog import PipelineCatalog
+from langscale_gateway.observability import HttpMetrics
 from langscale_gateway.routes import langserve, runs, system
 from langscale_gateway.service import RunService
 from langscale_gateway.waiter import RunWaiter
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, tracer_provider: trace.TracerProvider | None = None
+) -> FastAPI:
+    """The gateway app. Spans go to ``tracer_provider``, else to the global provider
+    (:func:`langscale.telemetry.setup_tracing`); with neither, tracing costs nothing."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -37,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             catalog=PipelineCatalog(redis, ttl=settings.pipeline_cache_ttl),
             waiter=waiter,
             queue=QueueMonitor(redis, settings.queue_name),
+            tracer=telemetry.get_tracer(tracer_provider),
         )
         try:
             yield
@@ -57,12 +65,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(langserve.router)
     # Ours, not FastAPI's max_body_size: Starlette answers that 413 in plain text.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: counts and times every answer, the 413s and error pages included.
+    app.add_middleware(HttpMetrics)
+    if telemetry.tracing_active(tracer_provider):
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=tracer_provider or trace.get_tracer_provider(),
+            excluded_urls="/healthz,/readyz,/metrics",
+            # One server span per request; no spans per ASGI send/receive message.
+            exclude_spans=["receive", "send"],
+        )
     return app
 
 
 def run(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    telemetry.setup_tracing("langscale-gateway")
     uvicorn.run(
         create_app(settings),
         host=host,

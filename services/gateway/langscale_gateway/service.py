@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from arq.jobs import deserialize_result
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 
-from langscale import keys
+from langscale import keys, metrics, telemetry
 from langscale.contract import (
     JobSpec,
     RunRecord,
@@ -22,7 +23,6 @@ from langscale.contract import (
     new_run_id,
 )
 from langscale.queue import QueueMonitor, QueueStats
-from langscale.redis import load_job
 from langscale.runs import RunStore
 from langscale.settings import Settings
 from langscale_gateway.auth import Principal
@@ -42,6 +42,7 @@ class RunService:
     catalog: PipelineCatalog
     waiter: RunWaiter
     queue: QueueMonitor
+    tracer: trace.Tracer = field(default_factory=telemetry.get_tracer, repr=False)
     _reading: tuple[float, QueueStats] | None = field(default=None, repr=False)
 
     async def queue_stats(self, max_age: float = 0.0) -> QueueStats:
@@ -62,6 +63,7 @@ class RunService:
         # Time for the fleet to drain the excess at its current pace (30 s if stalled).
         seconds = excess / stats.completed_per_second if stats.completed_per_second else 30
         retry_after = min(300, max(1, math.ceil(seconds)))
+        metrics.ADMISSION_REJECTED.inc()
         raise ApiError(
             429,
             "queue_full",
@@ -106,12 +108,38 @@ class RunService:
             reserved = keys.idempotency_key(caller.tenant, idempotency_key)
         try:
             await self.admit(len(inputs))
-            await self.runs.enqueue(specs, metadata, tenant=caller.tenant)
+            await self._send(specs, metadata, caller.tenant)
         except BaseException:
             if reserved:  # nothing was queued: free the key for the client's retry
                 await self.runs.redis.delete(reserved)
             raise
         return [spec.run_id for spec in specs]
+
+    async def _send(
+        self, specs: list[JobSpec], metadata: dict[str, Any] | None, tenant: str
+    ) -> None:
+        """Enqueue under a PRODUCER span whose W3C context (traceparent, tracestate,
+        baggage) each job carries to the worker's CONSUMER span."""
+        queue = self.settings.queue_name
+        attributes: dict[str, str | int] = {
+            "messaging.system": "arq",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "send",
+            "messaging.destination.name": queue,
+            "langscale.pipeline": specs[0].pipeline,
+        }
+        if len(specs) == 1:
+            attributes["messaging.message.id"] = specs[0].run_id
+            attributes["langscale.run.id"] = specs[0].run_id
+        else:
+            attributes["messaging.batch.message_count"] = len(specs)
+        with self.tracer.start_as_current_span(
+            f"send {queue}", kind=SpanKind.PRODUCER, attributes=attributes
+        ):
+            for spec in specs:
+                propagate.inject(spec.trace_context)
+            await self.runs.enqueue(specs, metadata, tenant=tenant)
+        metrics.RUNS_SUBMITTED.labels(specs[0].pipeline).inc(len(specs))
 
     async def _reserve(
         self, caller: Principal, key: str, run_id: str, request_hash: str
@@ -184,10 +212,9 @@ class RunService:
             raise ApiError(
                 409, "run_not_failed", f"only failed runs are re-queued; this one is {record.state}"
             )
-        raw = await self.runs.redis.get(keys.result_key_prefix + run_id)
-        if raw is None:
-            raise ApiError(409, "job_expired", "the run's job payload has expired; submit it again")
-        spec = JobSpec.model_validate(deserialize_result(raw, deserializer=load_job).args[0])
+        spec = await self.runs.failed_job(run_id)
+        if spec is None:
+            raise ApiError(409, "job_expired", "the run's job is no longer kept; submit it again")
         if not await self.runs.requeue_failed(run_id, spec):
             raise ApiError(409, "run_not_failed", "the run changed state meanwhile")
         return await self.get(caller, run_id)

@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from langscale import metrics as langscale_metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,7 +35,7 @@ def create_app(last_iteration: Callable[[], float], stale_after: float) -> Starl
         )
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(langscale_metrics.WORKER), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
 

@@ -10,7 +10,7 @@ import socket
 import uuid
 from typing import Any
 
-from langscale import catalog, keys
+from langscale import catalog, keys, metrics, telemetry
 from langscale.contract import JOB_FUNCTION, ErrorInfo, RunState
 from langscale.redis import arq_redis_settings, dump_job, load_job
 from langscale.runs import RunStore
@@ -40,6 +40,7 @@ class PipelineWorker(LangscaleWorker):
             redis_settings=arq_redis_settings(settings),
             wake_channel=keys.wake_channel(settings.queue_name),
             leases_key=keys.leases_key(settings.queue_name),
+            run_key_prefix=keys.run_key(""),
             lease_seconds=settings.lease_seconds,
             max_jobs=settings.worker_concurrency,
             # The run enforces job_timeout itself and records a `timeout` error; arq's
@@ -49,7 +50,8 @@ class PipelineWorker(LangscaleWorker):
             # SIGTERM: take no new job, let running ones finish for the drain window, then
             # cancel the rest, which go back to the queue at once (jobs.run_pipeline).
             job_completion_wait=int(settings.drain_timeout),
-            keep_result=settings.result_ttl,
+            # Results live in the run's hash (langscale.runs); arq's own copy is not kept.
+            keep_result=0,
             poll_delay=settings.poll_interval,
             job_serializer=dump_job,
             job_deserializer=load_job,
@@ -73,6 +75,7 @@ class PipelineWorker(LangscaleWorker):
         runs = RunStore.from_settings(ctx["redis"], self.settings)
         # Outgoing LLM calls (shared rate limit, cache, replay) use this pool too.
         outgoing.bind(ctx["redis"], self.settings)
+        metrics.register_outgoing(lambda: (bound := outgoing.bound()) and bound.stats)
         ctx[CTX_RUNTIME] = WorkerRuntime(
             settings=self.settings, pipelines=self.pipelines, runs=runs, worker_id=self.worker_id
         )
@@ -109,17 +112,15 @@ class PipelineWorker(LangscaleWorker):
             except Exception as error:  # keep serving; the next beat retries
                 logger.warning("pipeline heartbeat failed: %s", error)
 
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """arq gave up on a job without running our function (attempts exhausted, job
-        expired, aborted before start): end the run too, or clients would wait forever."""
-        await super().finish_failed_job(job_id, result_data)
-        if CTX_RUNTIME in self.ctx:
-            error = ErrorInfo(
-                type="run_lost",
-                message="the run could not be executed: its attempts were exhausted or its "
-                "job expired",
-            )
-            await self.runs.finish(job_id, RunState.FAILED, error=error)
+    async def attempts_exhausted(self, job_id: str) -> None:
+        """Every attempt so far died with its worker or was stopped: end the run rather
+        than loop (the finishing write also takes the job off the queue)."""
+        error = ErrorInfo(
+            type="run_lost",
+            message=f"the run's worker died or stopped on each of its "
+            f"{self.settings.max_attempts} attempts",
+        )
+        await self.runs.finish(job_id, RunState.FAILED, error=error)
 
 
 async def check_redis_durability(redis: Any) -> None:
@@ -155,6 +156,7 @@ def build_worker(settings: Settings, **kwargs: Any) -> PipelineWorker:
 
 def run(settings: Settings) -> None:
     logging.getLogger("arq").setLevel(logging.WARNING)  # arq logs job arguments at INFO
+    telemetry.setup_tracing("langscale-worker")
     try:
         worker = build_worker(settings)
     except PipelineLoadError as error:

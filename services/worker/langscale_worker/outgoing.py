@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 # the tenant comes from authentication).
 RUN_ID_KEY = "langscale_run_id"
 TENANT_KEY = "langscale_tenant"
+ATTEMPT_KEY = "langscale_attempt"
+PIPELINE_KEY = "langscale_pipeline"
 DEFAULT_TENANT = "default"
 # Completion tokens assumed when a call sets no max_tokens (corrected from usage after).
 DEFAULT_COMPLETION_TOKENS = 256
@@ -54,7 +56,8 @@ WAIT_EVENT_MIN_SECONDS = 0.1
 
 @dataclass
 class OutgoingStats:
-    """In-process counters of outgoing calls (for logs now, /metrics later)."""
+    """In-process counters of outgoing calls, exported on the worker's /metrics
+    (``langscale.metrics.OutgoingCollector``)."""
 
     limiter: LimiterStats = field(default_factory=LimiterStats)
     provider_calls: int = 0
@@ -129,6 +132,11 @@ def bind(redis: Redis, settings: Settings | None = None) -> Outgoing:
     """Use this Redis pool (the worker's) for every outgoing-call feature of the process."""
     global _current
     _current = Outgoing(settings or get_settings(), redis)
+    return _current
+
+
+def bound() -> Outgoing | None:
+    """The process's :class:`Outgoing` if one exists (metrics read its counters)."""
     return _current
 
 
@@ -290,8 +298,9 @@ class ManagedChatModel(BaseChatModel):
             return None, None
         llm_string = self.inner._get_llm_string(stop=stop, **kw)
         tenant = str(meta.get(TENANT_KEY) or DEFAULT_TENANT)
+        first = meta.get(PIPELINE_KEY) if meta.get(ATTEMPT_KEY) == 1 else None
         recall, source = await outgoing.memory.recall(
-            run_id, llm_string, prompt_of(messages), tenant
+            run_id, llm_string, prompt_of(messages), tenant, first_attempt_of=first
         )
         if source == "replay":
             outgoing.stats.replays += 1

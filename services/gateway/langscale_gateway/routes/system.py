@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from langscale import catalog
+from langscale import catalog, metrics
 from langscale_gateway.deps import Caller, Service
 from langscale_gateway.errors import error_response
 
@@ -46,6 +47,25 @@ async def readyz(service: Service) -> JSONResponse:
 async def queue(service: Service) -> dict[str, Any]:
     # Open without a key: KEDA's metrics-api trigger and dashboards read it.
     return (await service.queue_stats()).as_dict()
+
+
+@router.get(
+    "/metrics",
+    tags=["system"],
+    summary="Prometheus metrics: requests, runs submitted, admission, queue figures",
+    response_class=Response,
+)
+async def prometheus_metrics(service: Service) -> Response:
+    # Open without a key, as /v1/queue: Prometheus scrapes it. The queue gauges are read
+    # now (one O(log n) Redis call), so every replica reports the same figures: dashboards
+    # and alerts aggregate them with max by (queue).
+    try:
+        stats = await service.queue_stats()
+    except (RedisError, OSError):
+        metrics.QUEUE_READ_ERRORS.inc()
+        stats = None
+    metrics.set_queue_gauges(stats)
+    return Response(generate_latest(metrics.GATEWAY), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/pipelines", tags=["runs"], summary="Pipelines with their JSON schemas")

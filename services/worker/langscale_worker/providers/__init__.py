@@ -22,15 +22,20 @@ def chat_model(settings: Settings) -> BaseChatModel:
 
 
 def embeddings(settings: Settings) -> Embeddings:
-    """The provider's embeddings, under langscale's control, micro-batched per process."""
-    managed: Embeddings = limited(_provider_embeddings(settings))
+    """The provider's embeddings, under langscale's control, micro-batched per process,
+    timed and traced per caller (``tracing.TracedEmbeddings``)."""
+    from langscale_worker.outgoing import ManagedEmbeddings
+    from langscale_worker.tracing import TracedEmbeddings
+
+    managed: ManagedEmbeddings = limited(_provider_embeddings(settings))
     if settings.embed_batch_wait_ms <= 0:
-        return managed
+        return TracedEmbeddings(managed, managed.model_id)
     from langscale_worker.batching import BatchingEmbeddings
 
-    return BatchingEmbeddings(
+    batched = BatchingEmbeddings(
         managed, settings.embed_batch_size, settings.embed_batch_wait_ms / 1000
     )
+    return TracedEmbeddings(batched, managed.model_id)
 
 
 def _provider_chat_model(settings: Settings) -> BaseChatModel:

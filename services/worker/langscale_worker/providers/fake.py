@@ -81,6 +81,12 @@ class FakeChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name}
 
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        # provider "fake", as LANGSCALE_LLM_RATE_LIMITS and the metrics name it
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "fake"
+        return params
+
     def _result(self, messages: list[BaseMessage]) -> ChatResult:
         reply = fake_reply(messages)
         message = AIMessage(

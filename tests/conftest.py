@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from langscale.localredis import LocalRedis, start_local_redis
+from langscale.localredis import LocalRedis, free_port, start_local_redis
+
+from support import ROOT, Process, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -20,3 +24,25 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedi
 @pytest.fixture(scope="module")
 def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="module")
+def openai_server(logs_dir: Path) -> Iterator[str]:
+    """A local OpenAI-compatible server (tests/fakes/openai_server.py) for this module."""
+    port = free_port()
+    server = Process(
+        [sys.executable, str(ROOT / "tests" / "fakes" / "openai_server.py"), str(port)],
+        env={"PATH": "/usr/bin:/bin"},
+        log=logs_dir / "openai.log",
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/control").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 30)
+    yield url
+    server.stop()

@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from langscale.localredis import LocalRedis, free_port
+from langscale.localredis import LocalRedis
 
-from support import ROOT, Process, Stack, wait_until
-
-
-@pytest.fixture(scope="module")
-def openai_server(logs_dir: Path) -> Iterator[str]:
-    port = free_port()
-    server = Process(
-        [sys.executable, str(ROOT / "tests" / "fakes" / "openai_server.py"), str(port)],
-        env={"PATH": "/usr/bin:/bin"},
-        log=logs_dir / "openai.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/control").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30)
-    yield url
-    server.stop()
+from support import Stack
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ time and status) under one shared budget of 20 requests per 2 s window.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,32 +16,11 @@ import pytest
 from redis import Redis
 
 from langscale import keys
-from langscale.localredis import LocalRedis, free_port
+from langscale.localredis import LocalRedis
 
-from support import ROOT, Process, Stack, wait_until
+from support import Stack, wait_until
 
 LIMIT, WINDOW = 20, 2.0  # 10 requests/s, in a window short enough for a test
-
-
-@pytest.fixture(scope="module")
-def openai_server(logs_dir: Path) -> Iterator[str]:
-    port = free_port()
-    server = Process(
-        [sys.executable, str(ROOT / "tests" / "fakes" / "openai_server.py"), str(port)],
-        env={"PATH": "/usr/bin:/bin"},
-        log=logs_dir / "openai-outgoing.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/control").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30)
-    yield url
-    server.stop()
 
 
 @pytest.fixture(scope="module")

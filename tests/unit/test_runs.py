@@ -127,3 +127,28 @@ async def test_queue_figures_count_ready_running_and_deferred(
     stats = await QueueMonitor(redis, QUEUE).read()
     assert (stats.ready, stats.in_progress, stats.deferred, stats.backlog) == (3, 2, 1, 5)
     assert 0 <= stats.oldest_ready_age_seconds < 5
+
+
+async def test_a_lapsed_lease_puts_its_job_at_the_front_of_the_queue(
+    redis: Redis, store: RunStore
+) -> None:
+    from langscale_worker.worker import _RENEW_LEASES
+
+    first = spec(enqueued_at_ms=now_ms() - 5_000)
+    await store.enqueue([first])
+    claim = redis.register_script(_CLAIM_READY_JOBS)
+    leases = keys.leases_key(QUEUE)
+    args = [keys.in_progress_key_prefix, 50, keys.job_key(""), keys.run_key("")]
+    await claim(keys=[QUEUE, leases], args=[now_ms(), 1, *args])
+    backlog = [spec() for _ in range(3)]  # queued while `first` ran
+    await store.enqueue(backlog)
+    # Its worker dies: nobody renews; after the 50 ms lease a live worker's sweep runs.
+    renew = redis.register_script(_RENEW_LEASES)
+    deadline = now_ms() + 5_000
+    while now_ms() < deadline:
+        if await renew(keys=[QUEUE, leases], args=[10_000, keys.in_progress_key_prefix, now_ms()]):
+            break
+    due = await redis.zrangebyscore(QUEUE, "-inf", now_ms())
+    assert due[0].decode() == first.run_id
+    assert {d.decode() for d in due[1:]} == {b.run_id for b in backlog}
+    assert await redis.zcard(leases) == 0

@@ -69,17 +69,30 @@ return 1
 
 # KEYS[1] queue, KEYS[2] leases. ARGV: lease_ms, in-progress prefix, now_ms, job ids...
 # Extends this worker's leases; a job that already ended (no in-progress key) is left.
+# Every live worker also sweeps leases that lapsed (their worker died): such a job is due
+# again, and goes to the front of the queue, ahead of runs queued after it first started.
 _RENEW_LEASES = """
-local lease_end = tonumber(ARGV[3]) + tonumber(ARGV[1])
+local now = tonumber(ARGV[3])
+local lease_end = now + tonumber(ARGV[1])
 for i = 4, #ARGV do
   if redis.call('PEXPIRE', ARGV[2] .. ARGV[i], ARGV[1]) == 1 then
     redis.call('ZADD', KEYS[1], 'XX', lease_end, ARGV[i])
     redis.call('ZADD', KEYS[2], 'XX', lease_end, ARGV[i])
   end
 end
--- leases of workers that died: their jobs are due again and counted as ready
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
-return 1
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+if #lapsed > 0 then
+  local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  local front = head[2] and tonumber(head[2]) - 1 or now
+  for _, id in ipairs(lapsed) do
+    local score = redis.call('ZSCORE', KEYS[1], id)
+    if score and tonumber(score) < now and tonumber(score) > front then
+      redis.call('ZADD', KEYS[1], 'XX', front, id)
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+end
+return #lapsed
 """
 
 

@@ -65,7 +65,7 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> int:
     env.setdefault("LANGSCALE_LOG_FORMAT", "text")
     redis: LocalRedis | None = None
     if "LANGSCALE_REDIS_URL" not in env:
-        redis = start_local_redis()
+        redis = start_local_redis(appendonly=True)  # as production should: no warning
         env["LANGSCALE_REDIS_URL"] = redis.url
     exe = [sys.executable, "-m", "langscale.cli"]
     children: list[subprocess.Popen[bytes]] = []

@@ -43,8 +43,8 @@ class PipelineWorker(LangscaleWorker):
             run_key_prefix=keys.run_key(""),
             lease_seconds=settings.lease_seconds,
             max_jobs=settings.worker_concurrency,
-            # The run enforces job_timeout itself and records a `timeout` error; arq's
-            # limit is only a backstop.
+            # Runs enforce their own timeout (jobs.run_pipeline records a `timeout` error);
+            # LangscaleWorker.run_job does not use arq's, given here for arq's bookkeeping.
             job_timeout=settings.longest_job_timeout + 5,
             max_tries=settings.max_attempts,
             # SIGTERM: take no new job, let running ones finish for the drain window, then

@@ -31,6 +31,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
+def openai_provider_settings(server_url: str) -> dict[str, str]:
+    """Settings of the ``openai`` provider against tests/fakes/openai_server.py."""
+    return {
+        "llm_provider": "openai",
+        "openai_base_url": f"{server_url}/v1",
+        "openai_api_key": "sk-test",
+        "openai_model": "test-model",
+        "openai_embedding_model": "test-embedder",
+    }
+
+
 def langscale_env(redis_url: str, **settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LANGSCALE_")}
     env["LANGSCALE_REDIS_URL"] = redis_url

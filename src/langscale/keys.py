@@ -1,17 +1,12 @@
 """Every Redis key and channel name langscale uses, in one place.
 
-arq's own keys (``arq:job:``, ``arq:in-progress:``, ``arq:result:``, ``arq:retry:``) are
-defined in :mod:`arq.constants`; they are re-exported here so nothing else spells them.
+arq's own keys langscale uses (``arq:job:``, ``arq:in-progress:``) are defined in
+:mod:`arq.constants`; they are re-exported here so nothing else spells them.
 """
 
 from __future__ import annotations
 
-from arq.constants import (
-    in_progress_key_prefix,
-    job_key_prefix,
-    result_key_prefix,
-    retry_key_prefix,
-)
+from arq.constants import in_progress_key_prefix, job_key_prefix
 
 PREFIX = "langscale:"
 
@@ -43,8 +38,6 @@ __all__ = [
     "llm_rate_key",
     "llm_replay_key",
     "rate_limit_key",
-    "result_key_prefix",
-    "retry_key_prefix",
     "run_key",
     "stream_key",
     "wake_channel",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from arq.jobs import deserialize_job_raw, serialize_job
+from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
 from langscale import keys
@@ -29,7 +29,7 @@ from langscale.contract import (
     RunState,
     now_ms,
 )
-from langscale.redis import dump_job, load_job
+from langscale.redis import dump_job
 from langscale.settings import Settings
 
 _FINAL = ",".join(sorted(FINAL_STATES))
@@ -71,12 +71,13 @@ return {'running', attempt}
 _FINISH_RUN = (
     _LUA_HELPERS
     + """
-local job = redis.call('GET', KEYS[6])
+local ended = is_final(redis.call('HGET', KEYS[1], 'state'))
+-- a failed run keeps its job, for an operator to re-queue it (read only then)
+local job = (not ended and ARGV[1] == 'failed') and redis.call('GET', KEYS[6])
 redis.call('ZREM', KEYS[5], ARGV[8])
 redis.call('DEL', KEYS[6], KEYS[7])
-if is_final(redis.call('HGET', KEYS[1], 'state')) then return 0 end
--- a failed run keeps its job, for an operator to re-queue it
-if ARGV[1] == 'failed' and job then redis.call('HSET', KEYS[1], 'job', job) end
+if ended then return 0 end
+if job then redis.call('HSET', KEYS[1], 'job', job) end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'output', ARGV[2], 'error', ARGV[3],
            'finished_at', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
@@ -114,21 +115,24 @@ return 1
 """
 )
 
-# KEYS: run hash, stream, queue, arq job key, arq result key, arq retry key, failed runs.
-# ARGV: job payload, score ms, ttl, run id, wake channel.
-# An operator puts a failed run back on the queue; its stream starts again.
+# KEYS: run hash, stream, queue, arq job key, failed runs. ARGV: score ms, ttl, run id,
+# wake channel. An operator puts a failed run back on the queue, with the job it kept
+# (RunStore.finish); its stream starts again.
+# Returns 1, 0 if the run is not failed, -1 if its job is no longer kept.
 _REQUEUE_FAILED = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
+local job = redis.call('HGET', KEYS[1], 'job')
+if not job then return -1 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'attempts', 0, 'output', '', 'error', '')
-redis.call('HDEL', KEYS[1], 'started_at', 'finished_at')
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('DEL', KEYS[2], KEYS[5], KEYS[6])
+redis.call('HDEL', KEYS[1], 'started_at', 'finished_at', 'job')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[2])
 redis.call('XADD', KEYS[2], '*', 't', 'state', 'd', '{"state":"queued","requeued":true}')
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('PSETEX', KEYS[4], tonumber(ARGV[3]) * 1000, ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
-redis.call('ZREM', KEYS[7], ARGV[4])
-redis.call('PUBLISH', ARGV[5], '')
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('PSETEX', KEYS[4], tonumber(ARGV[2]) * 1000, job)
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[3])
+redis.call('PUBLISH', ARGV[4], '')
 return 1
 """
 
@@ -320,32 +324,20 @@ class RunStore:
         )
         return bool(done)
 
-    async def failed_job(self, run_id: str) -> JobSpec | None:
-        """The job of a failed run, as it was queued (None if not kept)."""
-        raw = await self.redis.hget(keys.run_key(run_id), "job")  # type: ignore[misc]
-        if not raw:
-            return None
-        _, args, _, _, _ = deserialize_job_raw(raw, deserializer=load_job)
-        return JobSpec.model_validate(args[0])
-
-    async def requeue_failed(self, run_id: str, spec: JobSpec) -> bool:
-        """Put a failed run back on the queue (operators). False if it is not failed."""
-        payload = serialize_job(
-            JOB_FUNCTION, (spec.model_dump(mode="json"),), {}, None, now_ms(), serializer=dump_job
-        )
+    async def requeue_failed(self, run_id: str) -> int:
+        """Put a failed run back on the queue (operators): 1 done, 0 the run is not
+        failed, -1 its job is no longer kept."""
         done = await self._requeue_failed(
             keys=[
                 keys.run_key(run_id),
                 keys.stream_key(run_id),
                 self.queue_name,
                 keys.job_key(run_id),
-                keys.result_key_prefix + run_id,
-                keys.retry_key_prefix + run_id,
                 keys.FAILED_RUNS,
             ],
-            args=[payload, now_ms(), self.result_ttl, run_id, keys.wake_channel(self.queue_name)],
+            args=[now_ms(), self.result_ttl, run_id, keys.wake_channel(self.queue_name)],
         )
-        return bool(done)
+        return int(done)
 
     async def failed_run_ids(self, limit: int, before: float | None = None) -> list[str]:
         """Failed runs, newest first (kept for the result TTL)."""

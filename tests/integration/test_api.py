@@ -308,6 +308,26 @@ class TestBadInput:
         body = {"inputs": [{"question": "x"}] * 2, "config": [{}]}
         assert_error(client.post("/chat/batch", json=body), 422, "invalid_request")
 
+    def test_invalid_disconnect_policy_is_422(self, client: httpx.Client) -> None:
+        body = {"input": {"question": "x"}}
+        for path in ("/chat/invoke", "/chat/stream"):
+            response = client.post(path, params={"on_disconnect": "maybe"}, json=body)
+            assert_error(response, 422, "invalid_request")
+
+    def test_overlong_idempotency_key_is_422(self, client: httpx.Client) -> None:
+        response = client.post(
+            "/v1/runs",
+            json={"pipeline": "chat", "input": {"question": "x"}},
+            headers={"Idempotency-Key": "k" * 256},
+        )
+        assert_error(response, 422, "invalid_idempotency_key")
+
+    def test_listing_runs_needs_state_failed_and_a_sane_limit(self, client: httpx.Client) -> None:
+        assert_error(client.get("/v1/runs"), 422, "invalid_request")
+        response = client.get("/v1/runs", params={"state": "failed", "limit": 0})
+        assert_error(response, 422, "invalid_request")
+        assert client.get("/v1/runs", params={"state": "failed"}).status_code == 200
+
     def test_unknown_route_and_wrong_method(self, client: httpx.Client) -> None:
         assert_error(client.get("/v1/nothing/here"), 404, "not_found")
         assert_error(client.get("/chat/invoke"), 405, "method_not_allowed")

@@ -10,7 +10,7 @@ import pytest
 
 from langscale.localredis import LocalRedis
 
-from support import Stack
+from support import Stack, openai_provider_settings
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +19,7 @@ def stack(redis_server: LocalRedis, logs_dir: Path, openai_server: str) -> Itera
         redis_server.url,
         logs_dir,
         settings={
-            "llm_provider": "openai",
-            "openai_base_url": f"{openai_server}/v1",
-            "openai_api_key": "sk-test",
-            "openai_model": "test-model",
-            "openai_embedding_model": "test-embedder",
+            **openai_provider_settings(openai_server),
         },
     ).start()
     yield stack

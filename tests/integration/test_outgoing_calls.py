@@ -18,7 +18,7 @@ from redis import Redis
 from langscale import keys
 from langscale.localredis import LocalRedis
 
-from support import Stack, wait_until
+from support import Stack, openai_provider_settings, wait_until
 
 LIMIT, WINDOW = 20, 2.0  # 10 requests/s, in a window short enough for a test
 
@@ -29,11 +29,7 @@ def stack(redis_server: LocalRedis, logs_dir: Path, openai_server: str) -> Itera
         redis_server.url,
         logs_dir,
         settings={
-            "llm_provider": "openai",
-            "openai_base_url": f"{openai_server}/v1",
-            "openai_api_key": "sk-test",
-            "openai_model": "test-model",
-            "openai_embedding_model": "test-embedder",
+            **openai_provider_settings(openai_server),
             "llm_rate_limits": f"openai/test-model={LIMIT}",
             "llm_rate_window": WINDOW,
             "llm_cache_pipelines": "chat",

@@ -212,10 +212,10 @@ class RunService:
             raise ApiError(
                 409, "run_not_failed", f"only failed runs are re-queued; this one is {record.state}"
             )
-        spec = await self.runs.failed_job(run_id)
-        if spec is None:
+        done = await self.runs.requeue_failed(run_id)
+        if done < 0:
             raise ApiError(409, "job_expired", "the run's job is no longer kept; submit it again")
-        if not await self.runs.requeue_failed(run_id, spec):
+        if done == 0:
             raise ApiError(409, "run_not_failed", "the run changed state meanwhile")
         return await self.get(caller, run_id)
 

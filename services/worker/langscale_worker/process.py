@@ -198,7 +198,11 @@ class WorkerProcess:
         if self.settings.worker_http_port:  # up before the worker says it is there
             stale_after = max(10.0, 5 * self.settings.poll_interval)
             app = http.create_app(lambda: self.last_iteration, stale_after)
-            helpers.append(await http.start(app, self.settings.worker_http_port))
+            helpers.append(
+                await http.start(
+                    app, self.settings.worker_http_port, self.settings.worker_http_host
+                )
+            )
         await check_redis_durability(self.redis)
         await with_retries(
             lambda: self.leases.heartbeat(self._definitions), deadline=None, what="register"

@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     from langscale.autoscale.cli import add_parser as add_autoscale
 
     add_autoscale(commands)
+
+    from langscale.doctor import add_parser as add_doctor
+
+    add_doctor(commands)
     return parser
 
 

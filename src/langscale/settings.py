@@ -212,6 +212,20 @@ class Settings(BaseSettings):
         0, ge=0, description="Requests per minute per API key, over all gateways (0: none)."
     )
 
+    # --- deployment (issue 12) -----------------------------------------------------------
+    worker_http_host: str = Field(
+        "0.0.0.0",
+        min_length=1,
+        description="Address the worker's /healthz and /metrics server listens on: 0.0.0.0 "
+        "(IPv4) or :: (IPv6-only clusters).",
+    )
+    api_keys_reload_interval: float = Field(
+        5.0,
+        ge=0,
+        description="How often the gateway checks LANGSCALE_API_KEYS_FILE for changes and "
+        "reloads it, seconds (0: read once at start). Rotating keys needs no restart.",
+    )
+
     @field_validator("pipelines", mode="before")
     @classmethod
     def _parse_pipelines(cls, value: object) -> object:

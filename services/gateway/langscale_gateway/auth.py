@@ -1,10 +1,12 @@
 """API keys and tenants.
 
 Keys are stored hashed (SHA-256 hex), from ``LANGSCALE_API_KEYS`` or a file (a mounted
-Kubernetes Secret), one ``sha256hex:tenant[:admin]`` each. Clients send ``Authorization:
-Bearer <key>`` or ``X-API-Key: <key>``. A tenant sees only its own runs; admins see all and
-may list and re-queue failed runs. Per-key request rate limits are shared by every gateway
-replica through Redis.
+Kubernetes Secret), one ``sha256hex:tenant[:admin]`` each. The file is re-read when it
+changes (checked every ``LANGSCALE_API_KEYS_RELOAD_INTERVAL`` seconds), so keys rotate
+without a restart; a file that no longer parses keeps the previous keys and logs an error.
+Clients send ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. A tenant sees only
+its own runs; admins see all and may list and re-queue failed runs. Per-key request rate
+limits are shared by every gateway replica through Redis.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import Request
 from redis.asyncio import Redis
@@ -52,12 +57,46 @@ def parse_key_entry(entry: str) -> tuple[str, Principal]:
     return digest.lower(), Principal(tenant=tenant, admin=role == "admin", key_id=digest[:12])
 
 
-def load_keys(settings: Settings) -> dict[str, Principal]:
-    entries = list(settings.api_keys)
-    if settings.api_keys_file:
-        lines = settings.api_keys_file.read_text().splitlines()
-        entries += [line for line in lines if line.strip() and not line.startswith("#")]
+def parse_key_lines(lines: list[str]) -> dict[str, Principal]:
+    entries = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     return dict(parse_key_entry(entry) for entry in entries)
+
+
+class KeysFile:
+    """The keys of ``LANGSCALE_API_KEYS_FILE``, re-read when the file changes.
+
+    A mounted Secret is updated by the kubelet swapping a symlink, so the file's inode, size
+    and mtime change: ``stat`` (which follows the link) at most every ``interval`` seconds
+    notices it.
+    """
+
+    def __init__(self, path: Path, interval: float) -> None:
+        self.path = path
+        self.interval = interval
+        self._signature = self._stat()
+        self.keys = parse_key_lines(path.read_text().splitlines())
+        self._checked = time.monotonic()
+
+    def _stat(self) -> tuple[int, int, int]:
+        st = os.stat(self.path)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def current(self) -> dict[str, Principal]:
+        now = time.monotonic()
+        if self.interval <= 0 or now - self._checked < self.interval:
+            return self.keys
+        self._checked = now
+        try:
+            signature = self._stat()
+            if signature != self._signature:
+                self.keys = parse_key_lines(self.path.read_text().splitlines())
+                self._signature = signature
+                logger.info("reloaded %d API keys from %s", len(self.keys), self.path)
+        except (OSError, ValueError) as error:
+            logger.error(
+                "API keys file %s not reloaded, keeping the previous keys: %s", self.path, error
+            )
+        return self.keys
 
 
 # KEYS[1] the key's limiter. ARGV: limit per minute. GCRA on Redis time, so every gateway
@@ -79,7 +118,12 @@ return 0
 class Authenticator:
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.enabled = settings.auth_enabled
-        self.keys = load_keys(settings) if self.enabled else {}
+        self._static = parse_key_lines(list(settings.api_keys)) if self.enabled else {}
+        self._file = (
+            KeysFile(settings.api_keys_file, settings.api_keys_reload_interval)
+            if self.enabled and settings.api_keys_file
+            else None
+        )
         self.rate_limit = settings.rate_limit_per_minute
         self._gcra = redis.register_script(_GCRA)
         if not self.enabled:
@@ -90,6 +134,12 @@ class Authenticator:
             )
         elif not self.keys:
             logger.warning("authentication is on but no API key is configured: all calls 401")
+
+    @property
+    def keys(self) -> dict[str, Principal]:
+        if self._file is None:
+            return self._static
+        return {**self._static, **self._file.current()}
 
     def _principal(self, request: Request) -> Principal:
         if not self.enabled:

@@ -46,13 +46,16 @@ class _Server(uvicorn.Server):
         yield  # signals belong to the arq worker (drain on SIGTERM)
 
 
-async def serve(app: Starlette, port: int) -> None:
-    config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning", lifespan="off")
+async def serve(app: Starlette, port: int, host: str = "0.0.0.0") -> None:
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     try:
         await _Server(config).serve()
     except (SystemExit, OSError):  # uvicorn exits when it cannot bind; the worker goes on
-        logger.error("worker HTTP server could not listen on port %d: no /healthz, /metrics", port)
+        logger.error(
+            "worker HTTP server could not listen on %s port %d: no /healthz, /metrics", host, port
+        )
 
 
-def start(app: Starlette, port: int) -> asyncio.Task[None]:
-    return asyncio.create_task(serve(app, port), name="worker-http")
+def start(app: Starlette, port: int, host: str = "0.0.0.0") -> asyncio.Task[None]:
+    """Serve ``app`` on ``host`` (LANGSCALE_WORKER_HTTP_HOST: "::" on IPv6-only clusters)."""
+    return asyncio.create_task(serve(app, port, host), name="worker-http")

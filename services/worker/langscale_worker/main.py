@@ -85,7 +85,9 @@ class PipelineWorker(LangscaleWorker):
         if self.settings.worker_http_port:
             stale_after = max(10.0, 5 * self.settings.poll_interval)
             app = http.create_app(lambda: self.last_iteration, stale_after)
-            self._http = http.start(app, self.settings.worker_http_port)
+            self._http = http.start(
+                app, self.settings.worker_http_port, self.settings.worker_http_host
+            )
         logger.info(
             "worker ready",
             extra={"worker_id": self.worker_id, "pipelines": sorted(self.pipelines)},

@@ -54,6 +54,10 @@ DEFAULT_VALUES: dict[str, Any] = {
                 "cooldownPeriod": 300,
                 "trigger": "metrics-api",
                 "prometheusServerAddress": "",
+                "activationThreshold": "",
+                "authenticationRef": {},
+                "extraTriggerMetadata": {},
+                "fallback": {},
             },
         },
     }

@@ -79,8 +79,9 @@ Usage: include "langscale.annotations" (dict "context" $ "extra" .Values.gateway
 {{- end -}}
 
 {{/*
-Image reference: registry/repository:tag or registry/repository@digest.
-Usage: include "langscale.image" (dict "image" .Values.gateway.image "registry" .Values.imageRegistry "context" $)
+Image reference: registry/repository:tag or registry/repository@digest. "path" names the
+value in messages (e.g. "gateway.image").
+Usage: include "langscale.image" (dict "image" .Values.gateway.image "registry" .Values.imageRegistry "path" "gateway.image" "context" $)
 */}}
 {{- define "langscale.image" -}}
 {{- $registry := .registry | default "" -}}
@@ -91,20 +92,23 @@ Usage: include "langscale.image" (dict "image" .Values.gateway.image "registry" 
 {{- else -}}
 {{- $tag := .image.tag | default .context.Chart.AppVersion | toString -}}
 {{- if eq $tag "latest" -}}
-{{- fail (printf "image %s: tag \"latest\" is not allowed, pin a version (or a digest)" .image.repository) -}}
+{{- fail (printf "langscale: %s.tag \"latest\" is not allowed: pin a version (e.g. %s) or set %s.digest (sha256:...)" .path .context.Chart.AppVersion .path) -}}
 {{- end -}}
 {{- printf "%s:%s" $repo $tag -}}
 {{- end -}}
 {{- end -}}
 
 {{/*
-ServiceAccount name.
+ServiceAccount name of a component: its own (serviceAccount.name, default
+"<fullname>-<component>").
+Usage: include "langscale.serviceAccountName" (dict "context" $ "component" "worker")
 */}}
 {{- define "langscale.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
-{{- default (include "langscale.fullname" .) .Values.serviceAccount.name -}}
+{{- $sa := (index .context.Values .component).serviceAccount -}}
+{{- if $sa.create -}}
+{{- default (include "langscale.componentName" .) $sa.name -}}
 {{- else -}}
-{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- required (printf "langscale: %s.serviceAccount.name is required when %s.serviceAccount.create is false" .component .component) $sa.name -}}
 {{- end -}}
 {{- end -}}
 
@@ -116,7 +120,8 @@ Name of the Redis Service of the bundled Redis.
 {{- end -}}
 
 {{/*
-Name of the Secret the chart creates for Redis (bundled password + URL, or externalRedis.url).
+Name of the Secret the chart creates for Redis: the bundled Redis's generated password, or
+externalRedis.url.
 */}}
 {{- define "langscale.redis.secretName" -}}
 {{- printf "%s-redis-auth" (include "langscale.fullname" .) -}}
@@ -126,49 +131,108 @@ Name of the Secret the chart creates for Redis (bundled password + URL, or exter
 Whether the chart creates the Redis Secret.
 */}}
 {{- define "langscale.redis.createSecret" -}}
-{{- if .Values.redis.enabled -}}true
-{{- else if and .Values.externalRedis.enabled .Values.externalRedis.url (not .Values.externalRedis.existingSecretUrlKey) -}}true
+{{- if .Values.redis.enabled -}}
+{{- if not .Values.redis.auth.existingSecret -}}true{{- end -}}
+{{- else if and .Values.externalRedis.enabled .Values.externalRedis.url (not .Values.externalRedis.existingSecretUrlKey) (not .Values.externalRedis.sentinel.enabled) -}}true
 {{- end -}}
 {{- end -}}
 
 {{/*
-Env entries that give a container LANGSCALE_REDIS_URL. The URL (which may carry a password)
-always comes from a Secret through secretKeyRef; when the chart builds the URL from host and
-port, only the password comes from the Secret and Kubernetes expands $(REDIS_PASSWORD).
+The Secret and key holding the password that the URL is built with ("" when none).
+Returns YAML: {name: ..., key: ...}.
+*/}}
+{{- define "langscale.redis.passwordRef" -}}
+{{- $ext := .Values.externalRedis -}}
+{{- if .Values.redis.enabled -}}
+name: {{ .Values.redis.auth.existingSecret | default (include "langscale.redis.secretName" .) }}
+key: {{ ternary .Values.redis.auth.existingSecretPasswordKey "redis-password" (ne .Values.redis.auth.existingSecret "") }}
+{{- else if and $ext.existingSecret $ext.existingSecretPasswordKey (not $ext.existingSecretUrlKey) -}}
+name: {{ $ext.existingSecret }}
+key: {{ $ext.existingSecretPasswordKey }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The port of a URL ("" when it has none). Usage: include "langscale.urlPort" "rediss://h:6380/0"
+*/}}
+{{- define "langscale.urlPort" -}}
+{{- $host := (urlParse .).host -}}
+{{- if regexMatch ":[0-9]+$" $host -}}
+{{- regexFind "[0-9]+$" $host -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+TCP ports the pods reach Redis on, comma separated: the bundled Redis's 6379; or the external
+Redis's port (externalRedis.port, else the port of externalRedis.url, else 6379), plus the
+Sentinel ports.
+*/}}
+{{- define "langscale.redis.ports" -}}
+{{- $ext := .Values.externalRedis -}}
+{{- $ports := list -}}
+{{- if .Values.redis.enabled -}}
+{{- $ports = list 6379 -}}
+{{- else -}}
+{{- $dataPort := 6379 -}}
+{{- if not (kindIs "invalid" $ext.port) -}}
+{{- $dataPort = int64 $ext.port -}}
+{{- else if and $ext.url (not $ext.existingSecretUrlKey) (include "langscale.urlPort" $ext.url) -}}
+{{- $dataPort = include "langscale.urlPort" $ext.url | int64 -}}
+{{- end -}}
+{{- $ports = append $ports $dataPort -}}
+{{- if $ext.sentinel.enabled -}}
+{{- range $ext.sentinel.hosts -}}
+{{- $ports = append $ports (ternary (regexFind "[0-9]+$" .) "26379" (regexMatch ":[0-9]+$" .) | int64) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $ports | uniq | join "," -}}
+{{- end -}}
+
+{{/*
+Env entries that give a container LANGSCALE_REDIS_URL. A URL that may carry a password
+always comes from a Secret through secretKeyRef; when the chart builds the URL (bundled Redis,
+externalRedis.host or .sentinel), only the password comes from a Secret and Kubernetes expands
+$(REDIS_PASSWORD) in the value.
 */}}
 {{- define "langscale.redis.env" -}}
 {{- $ext := .Values.externalRedis -}}
-{{- if .Values.redis.enabled }}
-- name: LANGSCALE_REDIS_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "langscale.redis.secretName" . }}
-      key: redis-url
-{{- else if $ext.existingSecretUrlKey }}
+{{- $passwordRef := include "langscale.redis.passwordRef" . | fromYaml -}}
+{{- if and (not .Values.redis.enabled) $ext.existingSecretUrlKey }}
 - name: LANGSCALE_REDIS_URL
   valueFrom:
     secretKeyRef:
       name: {{ $ext.existingSecret }}
       key: {{ $ext.existingSecretUrlKey }}
-{{- else if $ext.url }}
+{{- else if and (not .Values.redis.enabled) $ext.url }}
 - name: LANGSCALE_REDIS_URL
   valueFrom:
     secretKeyRef:
       name: {{ include "langscale.redis.secretName" . }}
       key: redis-url
 {{- else }}
-{{- $scheme := ternary "rediss" "redis" $ext.tls }}
-{{- if $ext.existingSecretPasswordKey }}
+{{- $userinfo := "" }}
+{{- if $passwordRef }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ $ext.existingSecret }}
-      key: {{ $ext.existingSecretPasswordKey }}
+      name: {{ $passwordRef.name }}
+      key: {{ $passwordRef.key }}
+{{- $userinfo = printf "%s:$(REDIS_PASSWORD)@" (ternary "" $ext.username .Values.redis.enabled) }}
+{{- end }}
+{{- if .Values.redis.enabled }}
 - name: LANGSCALE_REDIS_URL
-  value: {{ printf "%s://%s:$(REDIS_PASSWORD)@%s:%d/%d" $scheme $ext.username $ext.host (int $ext.port) (int $ext.database) | quote }}
+  value: {{ printf "redis://%s%s:6379/0" $userinfo (include "langscale.redis.fullname" .) | quote }}
+{{- else if $ext.sentinel.enabled }}
+{{- $hosts := list }}
+{{- range $ext.sentinel.hosts }}
+{{- $hosts = append $hosts (ternary . (printf "%s:26379" .) (regexMatch ":[0-9]+$" .)) }}
+{{- end }}
+- name: LANGSCALE_REDIS_URL
+  value: {{ printf "redis+sentinel://%s%s/%s/%d" $userinfo (join "," $hosts) $ext.sentinel.masterSet (int $ext.database) | quote }}
 {{- else }}
 - name: LANGSCALE_REDIS_URL
-  value: {{ printf "%s://%s:%d/%d" $scheme $ext.host (int $ext.port) (int $ext.database) | quote }}
+  value: {{ printf "%s://%s%s:%d/%d" (ternary "rediss" "redis" $ext.tls) $userinfo $ext.host (include "langscale.redis.ports" . | splitList "," | first | int) (int $ext.database) | quote }}
 {{- end }}
 {{- end }}
 {{- end -}}
@@ -199,17 +263,37 @@ Usage: include "langscale.commonEnv" (dict "context" $ "component" "worker")
 {{- end -}}
 
 {{/*
-Pod annotations: config checksum (rolls pods when the ConfigMap or externalRedis.url changes),
-scrape annotations, user annotations.
+The bundled Redis's generated password: generated once per render (shared by the Secret and
+the pods' checksum), kept across `helm upgrade` by a lookup of the existing Secret. Only a real
+cluster answers the lookup: under `helm template` (Argo CD, Flux) it changes on every render,
+so GitOps users set redis.auth.existingSecret.
+*/}}
+{{- define "langscale.redis.generatedPassword" -}}
+{{- $cache := .Values._langscaleGenerated | default dict -}}
+{{- if not (hasKey $cache "redisPassword") -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "langscale.redis.secretName" .) -}}
+{{- $password := randAlphaNum 32 -}}
+{{- if and $existing $existing.data (hasKey $existing.data "redis-password") -}}
+{{- $password = index $existing.data "redis-password" | b64dec -}}
+{{- end -}}
+{{- $_ := set $cache "redisPassword" $password -}}
+{{- $_ := set .Values "_langscaleGenerated" $cache -}}
+{{- end -}}
+{{- $cache.redisPassword -}}
+{{- end -}}
+
+{{/*
+Pod annotations: config checksum (rolls pods when the ConfigMap, externalRedis.url or the
+chart-generated Redis password changes), scrape annotations, user annotations.
 Usage: include "langscale.podAnnotations" (dict "context" $ "port" 8000 "extra" .Values.gateway.podAnnotations)
 */}}
 {{- define "langscale.podAnnotations" -}}
 {{- $ := .context -}}
 checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") $ | sha256sum }}
-{{- if and $.Values.externalRedis.enabled $.Values.externalRedis.url }}
-checksum/redis-url: {{ $.Values.externalRedis.url | sha256sum }}
+{{- if include "langscale.redis.createSecret" $ }}
+checksum/redis-secret: {{ include (print $.Template.BasePath "/redis-secret.yaml") $ | sha256sum }}
 {{- end }}
-{{- if $.Values.metrics.scrapeAnnotations }}
+{{- if and $.Values.metrics.scrapeAnnotations .port }}
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .port | int | quote }}
 prometheus.io/path: /metrics
@@ -238,7 +322,7 @@ Target per worker replica in milli-units: round(concurrency * targetUtilization 
 */}}
 {{- define "langscale.worker.targetMilli" -}}
 {{- $w := .Values.worker -}}
-{{- round (mulf $w.concurrency $w.autoscaling.targetUtilization 1000) 0 | int64 -}}
+{{- round (mulf (int64 $w.concurrency) (float64 $w.autoscaling.targetUtilization) 1000) 0 | int64 -}}
 {{- end -}}
 
 {{/*
@@ -290,6 +374,19 @@ in langscale.validate).
 {{- end -}}
 
 {{/*
+Gateway terminationGracePeriodSeconds: preStop sleep + drain window + margin, unless set
+explicitly (checked in langscale.validate).
+*/}}
+{{- define "langscale.gateway.terminationGracePeriodSeconds" -}}
+{{- $g := .Values.gateway -}}
+{{- if kindIs "invalid" $g.terminationGracePeriodSeconds -}}
+{{- add $g.preStopSleepSeconds $g.drainTimeoutSeconds $g.drainMarginSeconds -}}
+{{- else -}}
+{{- $g.terminationGracePeriodSeconds | int64 -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 In-cluster URL of the gateway Service.
 */}}
 {{- define "langscale.gateway.url" -}}
@@ -297,16 +394,23 @@ In-cluster URL of the gateway Service.
 {{- end -}}
 
 {{/*
-NetworkPolicy egress rules every langscale pod needs: DNS, Redis, and the extra rules.
+The port of the OTLP endpoint: its URL's, else the protocol's default (4317 grpc, 4318 http).
+*/}}
+{{- define "langscale.otlpPort" -}}
+{{- $otlp := .Values.telemetry.otlp -}}
+{{- include "langscale.urlPort" $otlp.endpoint | default (ternary "4317" "4318" (eq $otlp.protocol "grpc")) -}}
+{{- end -}}
+
+{{/*
+NetworkPolicy egress rules every langscale pod needs: DNS, Redis, the OTLP collector, and the
+extra rules.
 */}}
 {{- define "langscale.networkPolicy.baseEgress" -}}
+{{- $ext := .Values.externalRedis -}}
 - to:
     {{- toYaml .Values.networkPolicy.dns.to | nindent 4 }}
   ports:
-    - port: 53
-      protocol: UDP
-    - port: 53
-      protocol: TCP
+    {{- toYaml .Values.networkPolicy.dns.ports | nindent 4 }}
 {{- if .Values.redis.enabled }}
 - to:
     - podSelector:
@@ -317,15 +421,120 @@ NetworkPolicy egress rules every langscale pod needs: DNS, Redis, and the extra 
       protocol: TCP
 {{- else }}
 - to:
-    {{- range .Values.externalRedis.networkPolicyCIDRs }}
+    {{- range $ext.networkPolicyCIDRs }}
     - ipBlock:
         cidr: {{ . }}
     {{- end }}
+    {{- with $ext.networkPolicyPeers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   ports:
-    - port: {{ .Values.externalRedis.port | int64 }}
+    {{- range (include "langscale.redis.ports" . | splitList ",") }}
+    - port: {{ . | int64 }}
       protocol: TCP
+    {{- end }}
+{{- end }}
+{{- if .Values.telemetry.otlp.endpoint }}
+# The OTLP collector (telemetry.otlp.endpoint).
+- ports:
+    - port: {{ include "langscale.otlpPort" . | int64 }}
+      protocol: TCP
+  {{- with .Values.telemetry.otlp.networkPolicyTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 {{- with .Values.networkPolicy.extraEgress }}
 {{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The workers' egress ports to the LLM endpoint: networkPolicy.llm.ports, else the port of
+llm.openai.baseUrl (443 for https, 80 for http), else 443.
+*/}}
+{{- define "langscale.llmPorts" -}}
+{{- $np := .Values.networkPolicy.llm -}}
+{{- if $np.ports -}}
+{{- $np.ports | join "," -}}
+{{- else -}}
+{{- $url := .Values.llm.openai.baseUrl -}}
+{{- if $url -}}
+{{- include "langscale.urlPort" $url | default (ternary "80" "443" (hasPrefix "http://" $url)) -}}
+{{- else -}}
+443
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Parse a Kubernetes memory quantity ("256Mi", "1Gi", "512M", "1e9", "268435456") to bytes.
+*/}}
+{{- define "langscale.quantityBytes" -}}
+{{- $q := toString . -}}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "K" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- $suffix := regexFind "(Ki|Mi|Gi|Ti|k|K|M|G|T)$" $q -}}
+{{- $number := trimSuffix $suffix $q -}}
+{{- mulf (float64 $number) (get $units $suffix | default 1) | floor | int64 -}}
+{{- end -}}
+
+{{/*
+Parse a Redis memory size ("200mb", "1gb", "100m", "1048576") to bytes (Redis: k=1000,
+kb=1024, and so on).
+*/}}
+{{- define "langscale.redisBytes" -}}
+{{- $q := lower (toString .) -}}
+{{- $units := dict "k" 1000 "kb" 1024 "m" 1000000 "mb" 1048576 "g" 1000000000 "gb" 1073741824 -}}
+{{- $suffix := regexFind "(kb|mb|gb|k|m|g|b)$" $q -}}
+{{- $number := trimSuffix $suffix $q -}}
+{{- mulf (float64 $number) (get $units $suffix | default 1) | floor | int64 -}}
+{{- end -}}
+
+{{/*
+The bundled Redis's maxmemory in bytes: redis.maxmemory, else maxmemoryRatio × the memory
+limit.
+*/}}
+{{- define "langscale.redis.maxmemoryBytes" -}}
+{{- $r := .Values.redis -}}
+{{- if $r.maxmemory -}}
+{{- include "langscale.redisBytes" $r.maxmemory -}}
+{{- else -}}
+{{- $limit := include "langscale.quantityBytes" $r.resources.limits.memory | float64 -}}
+{{- mulf $limit (float64 $r.maxmemoryRatio) | floor | int64 -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The bundled Redis's server and CLI commands.
+*/}}
+{{- define "langscale.redis.server" -}}
+{{- ternary "valkey-server" "redis-server" (eq .Values.redis.flavor "valkey") -}}
+{{- end -}}
+{{- define "langscale.redis.cli" -}}
+{{- ternary "valkey-cli" "redis-cli" (eq .Values.redis.flavor "valkey") -}}
+{{- end -}}
+
+{{/*
+Pod spec parts every component shares: extra volumes' mounts etc. are rendered by the
+templates; this renders scheduling fields. Usage:
+include "langscale.scheduling" (dict "context" $ "component" "worker" "values" $w)
+*/}}
+{{- define "langscale.scheduling" -}}
+{{- $v := .values -}}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- include "langscale.topologySpread" (dict "context" $.context "component" $.component "constraints" .) | nindent 2 }}
 {{- end }}
 {{- end -}}

@@ -6,7 +6,6 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from localcluster import Cluster
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "langscale"
 VALUES = Path(__file__).resolve().parent / "values"
+LOCAL_IMAGES = CHART / "examples" / "local-images-values.yaml"
 
 
 def poll(check: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:
@@ -36,19 +36,6 @@ def poll(check: Callable[[], Any], timeout: float, what: str, every: float = 1.0
     raise AssertionError(f"{what}: not true after {timeout:.0f}s (last: {last!r})")
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    registry: str
-    repository: str
-    tag: str
-
-    @classmethod
-    def parse(cls, ref: str) -> ImageRef:
-        name, _, tag = ref.rpartition(":")
-        registry, _, repository = name.partition("/")
-        return cls(registry, repository, tag)
-
-
 class Kube:
     def __init__(self, cluster: Cluster, images: list[str]) -> None:
         self.cluster = cluster
@@ -60,7 +47,7 @@ class Kube:
         self.custom = k8s.CustomObjectsApi(api)
         self.registration = k8s.ApiregistrationV1Api(api)
         self.api = api
-        self.gateway, self.worker, self.redis = (ImageRef.parse(ref) for ref in images[:3])
+        self.images = images
 
     # ---- helm ----
 
@@ -85,25 +72,6 @@ class Kube:
             raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def image_values(self) -> list[str]:
-        """--set arguments that point the chart at the images loaded into the cluster."""
-        g, w, r = self.gateway, self.worker, self.redis
-        sets = {
-            "imageRegistry": g.registry,
-            "gateway.image.repository": g.repository,
-            "gateway.image.tag": g.tag,
-            "worker.image.repository": w.repository,
-            "worker.image.tag": w.tag,
-            "redis.image.registry": r.registry,
-            "redis.image.repository": r.repository,
-            "redis.image.tag": r.tag,
-            # The test pod needs only a Python: the worker image has one.
-            "tests.image.registry": w.registry,
-            "tests.image.repository": w.repository,
-            "tests.image.tag": w.tag,
-        }
-        return [arg for key, value in sets.items() for arg in ("--set-string", f"{key}={value}")]
-
     def install(
         self,
         release: str,
@@ -123,12 +91,15 @@ class Kube:
             "--wait",
             "--timeout",
             timeout,
+            # The documented values for a cluster that cannot pull: the images `make images`
+            # built (loaded into containerd by the session), then the e2e sizing.
+            "-f",
+            str(LOCAL_IMAGES),
             "-f",
             str(VALUES / "e2e.yaml"),
         ]
         for name in values:
             args += ["-f", str(VALUES / name) if not name.startswith("/") else name]
-        args += self.image_values()
         for key, value in (sets or {}).items():
             args += ["--set", f"{key}={value}"]
         return self.helm(*args)

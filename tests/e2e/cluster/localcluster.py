@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import ssl
@@ -836,6 +837,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # This VM refuses a negative oom_score_adj even to root; containerd gives the pause
+  # container -998 unless told to keep every score at or above its own (0 here).
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN_DIR}"
     conf_dir = "{cni_conf}"
@@ -1260,7 +1264,7 @@ def remove_iptables_chains() -> None:
         if not ours:
             continue
         for line in rules:
-            parts = line.split()
+            parts = shlex.split(line)
             if parts[0] == "-A" and parts[1] not in ours and ("-j" in parts or "-g" in parts):
                 target = parts[parts.index("-j" if "-j" in parts else "-g") + 1]
                 if target in ours:

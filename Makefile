@@ -102,7 +102,7 @@ e2e: e2e-build image-archive
 	LANGSCALE_E2E=1 LANGSCALE_E2E_CACHE=$(E2E_CACHE) \
 	LANGSCALE_E2E_IMAGES="$$(deploy/docker/build-images.sh list)" \
 	LANGSCALE_E2E_IMAGE_ARCHIVE=$(CACHE)/images/langscale-images.tar \
-	$(VENV)/bin/pytest tests/e2e -p no:cacheprovider $(E2E_ARGS)
+	$(VENV)/bin/pytest tests/e2e -p no:cacheprovider --timeout 1800 $(E2E_ARGS)
 
 ## e2e-up / e2e-down: a cluster to poke at by hand (prints its KUBECONFIG)
 e2e-up: e2e-build

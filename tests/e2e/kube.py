@@ -100,6 +100,9 @@ class Kube:
         ]
         for name in values:
             args += ["-f", str(VALUES / name) if not name.startswith("/") else name]
+        # Extra values for every install (e.g. other images): LANGSCALE_E2E_VALUES=file,...
+        for extra in filter(None, os.environ.get("LANGSCALE_E2E_VALUES", "").split(",")):
+            args += ["-f", extra]
         for key, value in (sets or {}).items():
             args += ["--set", f"{key}={value}"]
         return self.helm(*args)

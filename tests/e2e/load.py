@@ -131,3 +131,15 @@ def pod_startup_seconds(kube: Kube, namespace: str, selector: str, after: float)
             if condition.type == "Ready" and condition.status == "True":
                 out.append(condition.last_transition_time.timestamp() - created)
     return sorted(out)
+
+
+def final_states(url: str, run_ids: list[str], timeout: float = 240) -> dict[str, int]:
+    """Wait until none of the runs is queued or running; their states then (a run the
+    gateway no longer knows counts as "unknown": lost)."""
+    from kube import poll
+
+    def settled() -> dict[str, int] | None:
+        states = run_states(url, run_ids)
+        return None if states.get("queued") or states.get("running") else states
+
+    return dict(poll(settled, timeout, "every run ended"))

@@ -209,13 +209,16 @@ def ensure_debian_packages() -> None:
 class Build:
     bin: dict[str, Path]  # binary name -> path
     images: dict[str, Path]  # image reference -> docker-archive tar
-    keda_module_dir: Path
+    keda_module_dir: Path | None
 
 
-def build(cache: Path) -> Build:
+def build(cache: Path, keda: bool = True) -> Build:
+    """Build what the cluster runs (cached); KEDA, the longest build, only when `keda`."""
     ensure_debian_packages()
     binaries: dict[str, Path] = {}
     for module in MODULES:
+        if module.name == "keda" and not keda:
+            continue
         out = build_module(cache, module)
         for path in out.iterdir():
             if path.is_file() and not path.name.startswith("."):
@@ -238,6 +241,7 @@ def build(cache: Path) -> Build:
                 [f"/{name}"],
             )
             for name, ref in KEDA_IMAGES.items()
+            if keda
         },
     }
     images: dict[str, Path] = {}
@@ -249,11 +253,14 @@ def build(cache: Path) -> Build:
         if not tar.exists():
             write_archive(image, tar)
         images[ref] = tar
-    keda_dir = Path(
-        run(
-            ["go", "list", "-m", "-f", "{{.Dir}}", "github.com/kedacore/keda/v2"], cwd=GO / "keda"
-        ).stdout.strip()
-    )
+    keda_dir = None
+    if keda:
+        keda_dir = Path(
+            run(
+                ["go", "list", "-m", "-f", "{{.Dir}}", "github.com/kedacore/keda/v2"],
+                cwd=GO / "keda",
+            ).stdout.strip()
+        )
     return Build(bin=binaries, images=images, keda_module_dir=keda_dir)
 
 
@@ -556,6 +563,7 @@ class Cluster:
         self.pki = PKI(self.run_dir / "pki")
         self.kubeconfig = self.run_dir / "kubeconfig"
         self.timings: dict[str, float] = {}
+        self.imported: set[str] = set()
 
     # ---- helpers ----
 
@@ -886,6 +894,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         self.timed("containerd", started)
         for ref, tar in self.build.images.items():
             self.import_image(tar, ref)
+            self.imported.add(ref)
         self.timed("images imported", started)
 
         kubelet_dir = run_dir / "kubelet"
@@ -1025,6 +1034,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                 "k8s.io",
                 "images",
                 "import",
+                "--no-unpack",  # containerd unpacks a layer when a container first needs it
                 "-",
             ],
             stdin=saver.stdout,
@@ -1071,6 +1081,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         started = time.monotonic()
         import yaml
 
+        if self.build.keda_module_dir is None:
+            self.build = build(self.cache, keda=True)
+        assert self.build.keda_module_dir is not None
+        for ref, tar in self.build.images.items():
+            if ref not in self.imported:
+                self.import_image(tar, ref)
+                self.imported.add(ref)
         rendered = self.kubectl("kustomize", str(self.build.keda_module_dir / "config" / "default"))
         documents = []
         for document in yaml.safe_load_all(rendered):
@@ -1278,7 +1295,7 @@ def remove_iptables_chains() -> None:
 @contextlib.contextmanager
 def running_cluster(cache: Path, keda: bool = False) -> Iterator[Cluster]:
     """Build (cached), start, yield, and always tear down."""
-    artifacts = build(cache)
+    artifacts = build(cache, keda=keda)
     cluster = Cluster(cache, artifacts)
     try:
         cluster.up(keda=keda)
@@ -1308,7 +1325,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"build done in {time.monotonic() - started:.0f}s: {', '.join(sorted(artifacts.bin))}")
         return 0
     if args.command == "up":
-        cluster = Cluster(cache, build(cache))
+        cluster = Cluster(cache, build(cache, keda=args.keda))
         try:
             cluster.up(keda=args.keda)
             if args.image:

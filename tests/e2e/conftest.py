@@ -43,6 +43,8 @@ def images() -> list[str]:
 
 
 def load_images(cluster: Cluster, images: list[str]) -> None:
+    if not set(images) - cluster.image_refs():
+        return  # a reused cluster that has them already
     archive = os.environ.get("LANGSCALE_E2E_IMAGE_ARCHIVE")
     if archive:
         cluster.import_image(Path(archive), ", ".join(images))

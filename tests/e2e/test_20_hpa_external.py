@@ -21,12 +21,19 @@ from scaling import scale_min_max_min
 
 NAMESPACE = "e2e-hpa"
 RELEASE = "hpa"
+METRICS_NAMESPACE = "e2e-external-metrics"
 
 
 @pytest.fixture(scope="module")
 def external_metrics(kube: Kube) -> Iterator[ExternalMetrics]:
     pki = kube.cluster.pki
-    pki.cert("external-metrics", "ca", "external-metrics", sans=(f"IP:{NODE_IP}",))
+    # The aggregator verifies the name of the Service it routes through.
+    pki.cert(
+        "external-metrics",
+        "ca",
+        "external-metrics",
+        sans=(f"IP:{NODE_IP}", f"DNS:external-metrics.{METRICS_NAMESPACE}.svc"),
+    )
 
     def gateway_url(namespace: str) -> str | None:
         services = kube.core.list_namespaced_service(
@@ -43,9 +50,7 @@ def external_metrics(kube: Kube) -> Iterator[ExternalMetrics]:
         gateway_url,
     )
     with server:
-        objects = registration(
-            "e2e-external-metrics", NODE_IP, port, pki.path("ca", "crt").read_bytes()
-        )
+        objects = registration(METRICS_NAMESPACE, NODE_IP, port, pki.path("ca", "crt").read_bytes())
         kube.cluster.kubectl(
             "apply",
             "-f",
@@ -65,7 +70,7 @@ def external_metrics(kube: Kube) -> Iterator[ExternalMetrics]:
         )
         yield server
         kube.registration.delete_api_service("v1beta1.external.metrics.k8s.io")
-        kube.core.delete_namespace("e2e-external-metrics")
+        kube.core.delete_namespace(METRICS_NAMESPACE)
 
 
 def test_the_hpa_scales_workers_min_to_max_to_min_and_matches_the_simulator(

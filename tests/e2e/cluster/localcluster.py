@@ -1022,6 +1022,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         )
         log(f"imported {ref or tar.name}")
 
+    def image_refs(self) -> set[str]:
+        """The image references containerd holds for the cluster."""
+        out = run(
+            ["ctr", "--address", self.state.containerd_socket, "-n", "k8s.io", "images", "ls", "-q"]
+        )
+        return set(out.stdout.split())
+
     def import_docker_images(self, refs: list[str]) -> None:
         """`docker save | ctr import` of images the Docker engine holds (make images)."""
         saver = subprocess.Popen(["docker", "save", *refs], stdout=subprocess.PIPE)

@@ -8,9 +8,11 @@
 # can be reached): docs/images.md.
 #
 # Stage "builder" resolves the exact dependency set from uv.lock for each service's extra,
-# installs it with hash checking into /opt/venvs/<service> and adds the project wheel with
-# --no-deps. The service stages copy only their venv onto the base: no compiler, no uv, no
-# source tree, no build cache, no CA bundle or wheelhouse.
+# installs it with hash checking into /opt/venv (the path its scripts' shebangs name), adds
+# the project wheel with --no-deps (a later layer: a code change rebuilds in seconds), and
+# sets it aside as /opt/venvs/<service>. The service
+# stages copy only their venv back to /opt/venv on the base: no compiler, no uv, no source
+# tree, no build cache, no CA bundle or wheelhouse.
 #
 # The base is any Debian-like image with Python 3.11 and `python3 -m venv` (the public
 # python:3.11.x-slim image by default; `make images` uses a local debootstrap of Debian
@@ -30,21 +32,17 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /build
 
-# A wheelhouse prepared by `make images` (hash-locked wheels of every dependency, the
-# project wheel and requirements-<extra>.txt): installed offline. Empty in a plain clone
-# (only its README): then uv exports the locked set and pip fetches it from PyPI.
+# 1. Dependencies: a layer that changes only with uv.lock. `make images` fills
+#    deploy/docker/wheelhouse/ (hash-locked wheels and requirements-<extra>.txt) and they
+#    install offline; in a plain clone it holds only its README, and uv exports the locked set
+#    and pip fetches it from PyPI.
 COPY deploy/docker/wheelhouse/ /wheelhouse/
 COPY pyproject.toml uv.lock README.md ./
-COPY src ./src
-COPY services/gateway/langscale_gateway ./services/gateway/langscale_gateway
-COPY services/worker/langscale_worker ./services/worker/langscale_worker
-
 RUN set -eu; \
-    if ls /wheelhouse/langscale-*.whl >/dev/null 2>&1; then \
+    if ls /wheelhouse/requirements-*.txt >/dev/null 2>&1; then \
         echo "installing offline from the wheelhouse"; \
         find_links="--no-index --find-links /wheelhouse"; \
         cp /wheelhouse/requirements-*.txt /tmp/; \
-        cp /wheelhouse/langscale-*.whl /tmp/; \
     else \
         python3 -m venv /opt/uv && /opt/uv/bin/pip install "uv==${UV_VERSION}"; \
         find_links=""; \
@@ -53,15 +51,34 @@ RUN set -eu; \
                 --no-emit-project --format requirements-txt \
                 --output-file "/tmp/requirements-$extra.txt"; \
         done; \
+    fi; \
+    mkdir -p /opt/venvs; \
+    for extra in gateway worker; do \
+        python3 -m venv /opt/venv; \
+        /opt/venv/bin/pip install $find_links --require-hashes --no-deps \
+            -r "/tmp/requirements-$extra.txt"; \
+        /opt/venv/bin/python -m compileall -q /opt/venv/lib; \
+        mv /opt/venv "/opt/venvs/$extra"; \
+    done
+
+# 2. The project, as a wheel, without touching the locked set: the one `make images` built
+#    (deploy/docker/project-wheel/), else built here from the sources.
+COPY deploy/docker/project-wheel/ /project-wheel/
+COPY src ./src
+COPY services/gateway/langscale_gateway ./services/gateway/langscale_gateway
+COPY services/worker/langscale_worker ./services/worker/langscale_worker
+RUN set -eu; \
+    if ls /project-wheel/langscale-*.whl >/dev/null 2>&1; then \
+        cp /project-wheel/langscale-*.whl /tmp/; \
+    else \
         /opt/uv/bin/uv build --wheel --out-dir /tmp; \
     fi; \
     for extra in gateway worker; do \
-        python3 -m venv "/opt/venvs/$extra"; \
-        "/opt/venvs/$extra/bin/pip" install $find_links --require-hashes --no-deps \
-            -r "/tmp/requirements-$extra.txt"; \
-        "/opt/venvs/$extra/bin/pip" install --no-index --no-deps /tmp/langscale-*.whl; \
-        "/opt/venvs/$extra/bin/pip" check; \
-        "/opt/venvs/$extra/bin/python" -m compileall -q "/opt/venvs/$extra/lib"; \
+        mv "/opt/venvs/$extra" /opt/venv; \
+        /opt/venv/bin/pip install --no-index --no-deps /tmp/langscale-*.whl; \
+        /opt/venv/bin/pip check; \
+        /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3*/site-packages/langscale*; \
+        mv /opt/venv "/opt/venvs/$extra"; \
     done
 
 ########################################################################################

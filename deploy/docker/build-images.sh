@@ -111,6 +111,12 @@ wheelhouse() {
         log "wheelhouse $dir (pip download of the locked set)"
         rm -rf "$dir"
         mkdir -p "$dir"
+        # Start from the wheels of earlier wheelhouses (pip download skips a file already
+        # there with the right hash), and keep only the newest few.
+        find "$IMAGES_CACHE/wheelhouse" -mindepth 2 -maxdepth 2 -name '*.whl' \
+            -exec cp -l -n {} "$dir/" \; 2>/dev/null || true
+        # shellcheck disable=SC2012
+        ls -1dt "$IMAGES_CACHE"/wheelhouse/*/ | tail -n +4 | xargs -r rm -rf
         for extra in gateway worker; do
             $uv export --frozen --no-default-groups --no-dev --extra "$extra" --no-emit-project \
                 --format requirements-txt --quiet --output-file "$dir/all-$extra.txt"
@@ -147,15 +153,21 @@ build() {
     local wheels
     wheels=$(wheelhouse "$python_version")
 
-    # The wheelhouse goes into the build context only for this build, with a fresh project
-    # wheel: a plain `docker build` later must not install stale code from it.
+    # The wheelhouse and a fresh project wheel go into the build context only for this
+    # build: a plain `docker build` later must not install stale code from them.
     CONTEXT_WHEELS="$ROOT/deploy/docker/wheelhouse"
-    clean_context() { find "$CONTEXT_WHEELS" -mindepth 1 ! -name README.md -delete; }
+    CONTEXT_PROJECT="$ROOT/deploy/docker/project-wheel"
+    clean_context() {
+        find "$CONTEXT_WHEELS" "$CONTEXT_PROJECT" -mindepth 1 ! -name README.md -delete
+    }
     trap clean_context EXIT
     clean_context
     cp -l "$wheels"/*.whl "$wheels"/requirements-*.txt "$CONTEXT_WHEELS/" 2>/dev/null \
         || cp "$wheels"/*.whl "$wheels"/requirements-*.txt "$CONTEXT_WHEELS/"
-    $(uv_cmd) build --wheel --quiet --out-dir "$CONTEXT_WHEELS" >/dev/null
+    # A wheel records its files' mtimes: pin them, so an unchanged tree gives the same wheel
+    # and the build cache holds.
+    SOURCE_DATE_EPOCH=315532800 $(uv_cmd) build --wheel --quiet --out-dir "$CONTEXT_PROJECT" \
+        >/dev/null
 
     for target in gateway worker; do
         local image=$GATEWAY_IMAGE

@@ -9,7 +9,8 @@ RUN echo "deb http://deb.debian.org/debian-security bookworm-security main" \
     && apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server \
     && apt-get clean && rm -rf /var/lib/apt/lists/* \
-    && redis-server --version
+    && redis-server --version \
+    && mkdir -p /data && chown 10001:10001 /data
 USER 10001:10001
 WORKDIR /data
 EXPOSE 6379

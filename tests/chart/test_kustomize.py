@@ -1,12 +1,17 @@
-"""deploy/k8s: the kustomize overlays build (`kubectl kustomize`) and every object is valid
-Kubernetes for 1.29, 1.31 and 1.33."""
+"""deploy/k8s: the kustomize overlays build (`kubectl kustomize`, the pinned kubectl 1.36.3)
+and every object is valid Kubernetes for 1.29 to 1.35; settings roll the pods; the worker
+HPA target follows the worker concurrency."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_support import KUBE_VERSIONS, kustomize
+import yaml
+from chart_support import KUBE_VERSIONS, KUSTOMIZE_DIR, kustomize
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
@@ -75,3 +80,59 @@ def test_prod_overlay_autoscales_workers_on_the_external_queue_metric(kubectl: s
         "langscale-worker",
     }
     assert not [o for o in objects if o["kind"] in ("StatefulSet", "Secret")]
+
+
+def settings_configmap(objects: list[dict[str, Any]]) -> str:
+    (name,) = [
+        o["metadata"]["name"]
+        for o in objects
+        if o["kind"] == "ConfigMap"
+        and o["metadata"]["name"].startswith("langscale-")
+        and "LANGSCALE_QUEUE_NAME" in o.get("data", {})
+    ]
+    return name
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_the_settings_configmap_is_generated_and_referenced_by_its_hashed_name(
+    kubectl: str, overlay: str
+) -> None:
+    objects = kustomize(kubectl, overlay)
+    name = settings_configmap(objects)
+    assert name != "langscale"  # a hash suffix
+    for component in ("gateway", "worker"):
+        spec = by_kind(objects, "Deployment", f"langscale-{component}")["spec"]["template"]["spec"]
+        assert spec["containers"][0]["envFrom"] == [{"configMapRef": {"name": name}}]
+
+
+def test_a_changed_setting_renames_the_configmap_so_pods_roll(kubectl: str, tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{os.path.relpath(KUSTOMIZE_DIR / 'overlays' / 'dev', overlay)}]\n"
+        "configMapGenerator:\n  - name: langscale\n    behavior: merge\n"
+        "    literals: [LANGSCALE_RESULT_TTL=3600]\n"
+    )
+    out = subprocess.run(
+        [kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(overlay)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    changed = [d for d in yaml.safe_load_all(out) if d]
+    assert settings_configmap(changed) != settings_configmap(kustomize(kubectl, "dev"))
+
+
+def test_the_prod_worker_hpa_target_is_the_concurrency_times_the_utilization(kubectl: str) -> None:
+    objects = kustomize(kubectl, "prod")
+    worker = by_kind(objects, "Deployment", "langscale-worker")
+    env = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    concurrency = int(env["LANGSCALE_WORKER_CONCURRENCY"]["value"])
+    hpa = by_kind(objects, "HorizontalPodAutoscaler", "langscale-worker")
+    target = hpa["spec"]["metrics"][0]["external"]["target"]["averageValue"]
+    # The chart's default worker.autoscaling.targetUtilization.
+    assert int(target) == round(concurrency * 0.8)
+    sizing = by_kind(objects, "ConfigMap", "langscale-worker-sizing")["data"]
+    assert (sizing["concurrency"], sizing["targetPerReplica"]) == (str(concurrency), target)

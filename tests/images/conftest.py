@@ -23,6 +23,7 @@ if not os.environ.get("LANGSCALE_TEST_IMAGES"):
     collect_ignore_glob = ["test_*.py"]
 
 REDIS_PASSWORD = "test-password-" + uuid.uuid4().hex[:8]
+HOME_TMPFS = "/home/langscale:rw,uid=10001,gid=10001"
 
 
 def docker(
@@ -68,9 +69,10 @@ class Cluster:
         full = f"{self.network}-{name}"
         command = ["run", "-d", "--name", full, "--network", self.network, "--network-alias", name]
         if read_only:
-            command += ["--read-only", "--tmpfs", "/tmp", "--tmpfs", "/home/langscale"]
+            # As the chart's emptyDirs: /tmp for everyone, HOME writable by uid 10001.
+            command += ["--read-only", "--tmpfs", "/tmp", "--tmpfs", HOME_TMPFS]
         for path in tmpfs:
-            command += ["--tmpfs", f"{path}:rw,mode=1777"]
+            command += ["--tmpfs", f"{path}:rw,uid=10001,gid=10001"]
         for key, value in (env or {}).items():
             command += ["-e", f"{key}={value}"]
         for host_port, container_port in (ports or {}).items():
@@ -135,12 +137,23 @@ def cluster(images: dict[str, str]) -> Iterator[Cluster]:
         docker("network", "rm", network, check=False)
 
 
+def running_or_fail(name: str) -> None:
+    """Raise at once (with its log) when a container has exited: no wait for a deadline."""
+    state = docker("inspect", "--format", "{{.State.Running}}", name, check=False).stdout.strip()
+    if state != "true":
+        logs = docker("logs", name, check=False)
+        raise AssertionError(
+            f"container {name} is not running:\n{(logs.stdout + logs.stderr)[-3000:]}"
+        )
+
+
 @dataclass
 class Gateway:
     name: str
     url: str
 
     def ready(self, workers: int = 1) -> bool:
+        running_or_fail(self.name)
         try:
             response = httpx.get(f"{self.url}/readyz", timeout=2)
         except httpx.HTTPError:

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Cluster, Gateway, docker, start_gateway, wait_for_runs
+from conftest import (
+    HOME_TMPFS,
+    Cluster,
+    Gateway,
+    docker,
+    running_or_fail,
+    start_gateway,
+    wait_for_runs,
+)
 
 from langscale.localredis import free_port
 
@@ -34,6 +42,12 @@ def submit(gateway: Gateway, count: int, pipeline: str = "chat") -> list[str]:
             assert response.status_code == 202, response.text
             ids.append(response.json()["run_id"])
     return ids
+
+
+def ready(gateway: Gateway, *workers: str) -> bool:
+    for worker in workers:
+        running_or_fail(worker)
+    return gateway.ready(workers=len(workers))
 
 
 def running(gateway: Gateway, run_ids: list[str]) -> int:
@@ -64,7 +78,7 @@ def test_images_run_as_uid_10001_and_cannot_write_their_root(
         "--tmpfs",
         "/tmp",
         "--tmpfs",
-        "/home/langscale",
+        HOME_TMPFS,
         "--entrypoint",
         "python3",
         images[service],
@@ -89,7 +103,7 @@ def test_a_run_succeeds_end_to_end_and_health_endpoints_answer(
         env=cluster.langscale_env(fake_latency=0.05),
         ports={metrics_port: 9101},
     )
-    wait_until(gateway.ready, 120, interval=0.5)
+    wait_until(lambda: ready(gateway, worker), 120, interval=0.5)
     assert httpx.get(f"{gateway.url}/healthz").status_code == 200
     worker_health = httpx.get(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5)
     assert worker_health.status_code == 200 and worker_health.json()["status"] == "ok"
@@ -112,7 +126,7 @@ def test_docker_stop_of_a_worker_mid_run_drains_and_loses_nothing(
     stopped = cluster.run(
         "worker-drain-a", cluster.images["worker"], env=cluster.langscale_env(**settings)
     )
-    wait_until(lambda: gateway.ready(workers=1), 120, interval=0.5)
+    wait_until(lambda: ready(gateway, stopped), 120, interval=0.5)
     run_ids = submit(gateway, RUNS)
     wait_until(lambda: running(gateway, run_ids) >= 20, 60, interval=0.2)
     other = cluster.run(
@@ -138,7 +152,7 @@ def test_docker_kill_of_a_worker_mid_run_loses_nothing(cluster: Cluster, gateway
     killed = cluster.run(
         "worker-kill-a", cluster.images["worker"], env=cluster.langscale_env(**settings)
     )
-    wait_until(lambda: gateway.ready(workers=1), 120, interval=0.5)
+    wait_until(lambda: ready(gateway, killed), 120, interval=0.5)
     run_ids = submit(gateway, 20)
     wait_until(lambda: running(gateway, run_ids) >= 10, 60, interval=0.2)
     docker("kill", killed)  # SIGKILL: no drain, its leases lapse
@@ -189,6 +203,7 @@ def test_a_worker_image_built_from_ours_serves_the_teams_pipeline(
         custom = cluster.run("worker-custom", tag, env=cluster.langscale_env())
 
         def serves_shout() -> bool:
+            running_or_fail(custom)
             pipelines = httpx.get(f"{gateway.url}/v1/pipelines", timeout=5).json()
             return "shout" in {p["name"] for p in pipelines.get("pipelines", pipelines)}
 

@@ -81,6 +81,8 @@ class Kube:
         upgrade: bool = False,
         timeout: str = "300s",
     ) -> subprocess.CompletedProcess[str]:
+        if not upgrade:
+            self.recycle_volumes()
         args = ["upgrade", "--install"] if upgrade else ["install"]
         args += [
             release,
@@ -111,6 +113,22 @@ class Kube:
         self.helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "180s", check=False)
         self.core.delete_namespace(namespace)
         poll(lambda: namespace not in self.namespaces(), 180, f"namespace {namespace} deleted")
+
+    def recycle_volumes(self) -> None:
+        """Make the cluster's hostPath volumes that a deleted release released Available
+        again, emptied (the local cluster has no provisioner: localcluster.py makes a few)."""
+        import shutil
+
+        for volume in self.core.list_persistent_volume().items:
+            if volume.status.phase != "Released" or volume.spec.host_path is None:
+                continue
+            directory = Path(volume.spec.host_path.path)
+            for child in directory.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+            self.core.patch_persistent_volume(volume.metadata.name, {"spec": {"claimRef": None}})
 
     def namespaces(self) -> list[str]:
         return [ns.metadata.name for ns in self.core.list_namespace().items]

@@ -55,6 +55,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 DNS_IP = "10.96.0.10"
 CGROUP_ROOT = "langscale-e2e"
+EGRESS_CHAIN = "LSE2E-EGRESS"  # FORWARD: pods reach each other and this host, nothing else
 PAUSE_IMAGE = "langscale.local/e2e/pause:1"
 COREDNS_IMAGE = "langscale.local/e2e/coredns:1.14.5"
 KEDA_VERSION = "v2.21.0"
@@ -646,6 +647,18 @@ class Cluster:
         run(["ip", "link", "add", BRIDGE, "type", "bridge"])
         run(["ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE])
         run(["ip", "link", "set", BRIDGE, "up"])
+        # Nothing of the cluster's may leave this machine. Service IPs are routed onto the
+        # bridge, so a connection to a Service that no longer exists (no kube-proxy rule left
+        # to translate it) stays here and times out instead of following the default route
+        # out of the VM; pods may reach each other and this host, nothing else.
+        run(["ip", "route", "add", SERVICE_CIDR, "dev", BRIDGE])
+        # In the mangle table: it runs before every filter rule (the CNI firewall plugin and
+        # kube-proxy put their ACCEPTs first in filter's FORWARD).
+        mangle = ["iptables", "-t", "mangle"]
+        run([*mangle, "-N", EGRESS_CHAIN])
+        run([*mangle, "-A", EGRESS_CHAIN, "-i", BRIDGE, "-o", BRIDGE, "-j", "RETURN"])
+        run([*mangle, "-A", EGRESS_CHAIN, "-i", BRIDGE, "-j", "DROP"])
+        run([*mangle, "-I", "FORWARD", "1", "-j", EGRESS_CHAIN])
         for hierarchy in Path("/sys/fs/cgroup").iterdir():
             if hierarchy.name != "unified" and (hierarchy / "cgroup.procs").exists():
                 (hierarchy / CGROUP_ROOT).mkdir(exist_ok=True)
@@ -870,7 +883,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                             "type": "bridge",
                             "bridge": BRIDGE,
                             "isGateway": True,
-                            "ipMasq": True,
+                            "ipMasq": False,  # pods talk to nothing outside
                             "hairpinMode": True,
                             "ipam": {
                                 "type": "host-local",
@@ -1254,7 +1267,10 @@ def teardown(run_dir: Path) -> None:
                 subprocess.run(["umount", "-l", mount], capture_output=True)
     for port in _bridge_ports():
         subprocess.run(["ip", "link", "delete", port], capture_output=True)
-    subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
+    subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)  # and its routes
+    for cidr in (SERVICE_CIDR, POD_CIDR):
+        for direction in ("-d", "-s"):
+            subprocess.run(["conntrack", "-D", direction, cidr], capture_output=True)
     remove_iptables_chains()
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         root = hierarchy / CGROUP_ROOT
@@ -1270,8 +1286,9 @@ def teardown(run_dir: Path) -> None:
     log(f"cluster down in {time.monotonic() - started:.1f}s ({run_dir} removed)")
 
 
-# Chains the kubelet, kube-proxy and the CNI plugins create; nothing else here uses them.
-OUR_CHAIN_PREFIXES = ("KUBE-", "CNI-")
+# Chains the kubelet, kube-proxy, the CNI plugins and host_network() create; nothing else
+# here uses them.
+OUR_CHAIN_PREFIXES = ("KUBE-", "CNI-", "LSE2E-")
 
 
 def remove_iptables_chains() -> None:

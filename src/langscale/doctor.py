@@ -390,95 +390,120 @@ def gather(api_client: Any, namespace: str, release: str, redis_url: str | None 
             )
     url = redis_url or _redis_url_from_secret(core, namespace, facts)
     if url:
-        facts.redis_config, facts.redis_error = _read_redis_config(core, url)
+        facts.redis_config, facts.redis_error = _read_redis_config(core, url, namespace)
     else:
         facts.redis_error = "no LANGSCALE_REDIS_URL found on the gateway"
     return facts
 
 
 def _read_queue(api_client: Any, service: Any) -> tuple[dict[str, Any] | None, str]:
+    """GET /v1/queue of the gateway through the API server's Service proxy."""
+    from kubernetes import client as k8s
+
     port = next((p for p in service.spec.ports if p.name == "http"), service.spec.ports[0])
-    path = (
-        f"/api/v1/namespaces/{service.metadata.namespace}/services/"
-        f"{service.metadata.name}:{port.name or port.port}/proxy/v1/queue"
-    )
+    name = f"{service.metadata.name}:{port.name or port.port}"
+    namespace = service.metadata.namespace
     try:
-        data, *_ = api_client.call_api(
-            path,
-            "GET",
-            auth_settings=["BearerToken"],
-            response_type="object",
-            _preload_content=True,
-            _request_timeout=10,
+        text = k8s.CoreV1Api(api_client).connect_get_namespaced_service_proxy_with_path(
+            name, namespace, "v1/queue", _request_timeout=10
         )
+        data = json.loads(text) if isinstance(text, str | bytes) else text
     except Exception as error:
-        return None, f"GET {path}: {error}"
+        return None, f"services/{name}/proxy/v1/queue in {namespace}: {_reason(error)}"
     return (data if isinstance(data, dict) else None), ""
+
+
+def _reason(error: Exception) -> str:
+    status, reason = getattr(error, "status", None), getattr(error, "reason", None)
+    return f"{status} {reason}" if status else str(error)
 
 
 def _read_external_metric(
     api_client: Any, namespace: str, metric: str, label_selector: str
 ) -> tuple[float | None, str]:
+    """The metric as the HPA reads it. external.metrics.k8s.io/v1beta1 has the path shape of
+    a namespaced custom object list, so the client's generic call reads it."""
+    from kubernetes import client as k8s
+
     path = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}"
-    query = [("labelSelector", label_selector)] if label_selector else []
     try:
-        data, *_ = api_client.call_api(
-            path,
-            "GET",
-            query_params=query,
-            auth_settings=["BearerToken"],
-            response_type="object",
-            _preload_content=True,
+        data: Any = k8s.CustomObjectsApi(api_client).list_namespaced_custom_object(
+            "external.metrics.k8s.io",
+            "v1beta1",
+            namespace,
+            metric,
+            label_selector=label_selector or None,
             _request_timeout=10,
         )
     except Exception as error:
-        reason = getattr(error, "reason", None) or str(error)
-        return None, f"GET {path}: {getattr(error, 'status', '')} {reason}".strip()
+        return None, f"GET {path}: {_reason(error)}"
     items = (data or {}).get("items") or []
     if not items:
         return None, f"GET {path}: no value (is the queue label right?)"
     return sum(parse_quantity(item["value"]) for item in items), ""
 
 
-def _redis_url_from_secret(core: Any, namespace: str, facts: Facts) -> str | None:
+def resolved_env(core: Any, namespace: str, container: Any) -> dict[str, str]:
+    """A container's env entries as the kubelet gives them: values, Secret and ConfigMap
+    keys, and $(VAR) references to earlier entries expanded."""
     import base64
 
+    env: dict[str, str] = {}
+    for item in _get(container, "env") or []:
+        value = _get(item, "value")
+        if value is not None:
+            env[item.name] = re.sub(
+                r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), value
+            )
+            continue
+        secret_ref = _get(item, "value_from", "secret_key_ref")
+        map_ref = _get(item, "value_from", "config_map_key_ref")
+        try:
+            if secret_ref is not None:
+                data = core.read_namespaced_secret(secret_ref.name, namespace).data or {}
+                env[item.name] = base64.b64decode(data[secret_ref.key]).decode()
+            elif map_ref is not None:
+                data = core.read_namespaced_config_map(map_ref.name, namespace).data or {}
+                env[item.name] = data[map_ref.key]
+        except Exception:  # an optional key, or no right to read it: leave it out
+            continue
+    return env
+
+
+def _redis_url_from_secret(core: Any, namespace: str, facts: Facts) -> str | None:
     for deployment in [facts.gateway, *(p.deployment for p in facts.workers)]:
         containers = _get(deployment, "spec", "template", "spec", "containers") or []
-        for item in _get(containers[0] if containers else None, "env") or []:
-            if item.name != "LANGSCALE_REDIS_URL":
-                continue
-            if item.value:
-                return str(item.value)
-            ref = _get(item, "value_from", "secret_key_ref")
-            if ref is not None:
-                secret = core.read_namespaced_secret(ref.name, namespace)
-                return base64.b64decode(secret.data[ref.key]).decode()
+        if containers:
+            url = resolved_env(core, namespace, containers[0]).get("LANGSCALE_REDIS_URL")
+            if url:
+                return url
     return None
 
 
-def _cluster_address(core: Any, url: str) -> str:
-    """A Redis URL naming a Service by DNS (svc.cluster.local) made reachable from outside
-    the cluster's DNS: the Service's ClusterIP instead (it works from a node)."""
+def _cluster_address(core: Any, url: str, namespace: str) -> str:
+    """A Redis URL naming a Service by its cluster DNS name (`name`, `name.ns`,
+    `name.ns.svc[.cluster.local]`) made usable outside the cluster's DNS: the Service's
+    ClusterIP instead (reachable from a node). Other hosts are left as they are."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    match = re.fullmatch(r"([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?", host)
+    match = re.fullmatch(r"([a-z0-9-]+)(?:\.([a-z0-9-]+)(?:\.svc(?:\.cluster\.local)?)?)?", host)
     if not match:
         return url
     try:
-        ip = core.read_namespaced_service(match.group(1), match.group(2)).spec.cluster_ip
+        name, service_namespace = match.group(1), match.group(2) or namespace
+        ip = core.read_namespaced_service(name, service_namespace).spec.cluster_ip
     except Exception:
         return url
     netloc = parts.netloc.replace(host, ip)
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def _read_redis_config(core: Any, url: str) -> tuple[dict[str, str] | None, str]:
+def _read_redis_config(core: Any, url: str, namespace: str) -> tuple[dict[str, str] | None, str]:
     import redis
 
     try:
         client = redis.Redis.from_url(
-            _cluster_address(core, url),
+            _cluster_address(core, url, namespace),
             socket_connect_timeout=3,
             socket_timeout=3,
             decode_responses=True,

@@ -77,6 +77,12 @@ def kube(cluster: Cluster, images: list[str]) -> Kube:
     return Kube(cluster, images)
 
 
+@pytest.fixture(scope="session")
+def keda(kube: Kube) -> None:
+    """KEDA (operator and metrics API server) installed once, for the tests that use it."""
+    kube.cluster.install_keda()
+
+
 REPORT: dict[str, object] = {}
 
 

@@ -4,21 +4,13 @@ scales the workers 1 → 4 → 1, in step with `langscale autoscale simulate` (k
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from kube import Kube
 from scaling import scale_min_max_min
 
 NAMESPACE = "e2e-keda"
 RELEASE = "keda"
-
-
-@pytest.fixture(scope="module")
-def keda(kube: Kube) -> Iterator[None]:
-    kube.cluster.install_keda()
-    yield
 
 
 def test_keda_scales_workers_min_to_max_to_min_on_the_metrics_api_trigger(

@@ -5,12 +5,13 @@ worker concurrency) fails each of those checks with its fix, and exits 2."""
 
 from __future__ import annotations
 
-import base64
 import subprocess
 import sys
 
 import redis
 from kube import Kube, poll
+
+from langscale.doctor import resolved_env
 
 NAMESPACE = "e2e-doctor"
 RELEASE = "doc"
@@ -35,7 +36,7 @@ def lines(output: str, status: str) -> dict[str, str]:
     return found
 
 
-def test_doctor_passes_a_healthy_release(kube: Kube, report: dict[str, object]) -> None:
+def test_doctor_passes_a_healthy_release(kube: Kube, keda: None, report: dict[str, object]) -> None:
     kube.install(RELEASE, NAMESPACE, "autoscale.yaml", sets={"worker.autoscaling.kind": "keda"})
     # KEDA's HPA must have read its metric once before the check means anything.
     poll(
@@ -69,10 +70,10 @@ def test_doctor_fails_a_broken_release_with_the_fixes_and_exit_code_2(
         WORKER, NAMESPACE, {"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 5}}}}
     )
     # Redis that evicts and does not persist.
-    secret = kube.core.read_namespaced_secret(f"{RELEASE}-langscale-redis", NAMESPACE)
-    password = base64.b64decode(secret.data["redis-password"]).decode()
+    gateway = kube.deployment(NAMESPACE, f"{RELEASE}-langscale-gateway")
+    env = resolved_env(kube.core, NAMESPACE, gateway.spec.template.spec.containers[0])
     service = kube.core.read_namespaced_service(f"{RELEASE}-langscale-redis", NAMESPACE)
-    client = redis.Redis(host=service.spec.cluster_ip, port=6379, password=password)
+    client = redis.Redis(host=service.spec.cluster_ip, port=6379, password=env["REDIS_PASSWORD"])
     client.config_set("maxmemory-policy", "allkeys-lru")
     client.config_set("appendonly", "no")
     # The gateway exposed on a NodePort, auth still off.

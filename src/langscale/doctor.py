@@ -404,10 +404,11 @@ def _read_queue(api_client: Any, service: Any) -> tuple[dict[str, Any] | None, s
     name = f"{service.metadata.name}:{port.name or port.port}"
     namespace = service.metadata.namespace
     try:
-        text = k8s.CoreV1Api(api_client).connect_get_namespaced_service_proxy_with_path(
-            name, namespace, "v1/queue", _request_timeout=10
+        # Raw body: with content preloaded the client hands back str() of a parsed dict.
+        response: Any = k8s.CoreV1Api(api_client).connect_get_namespaced_service_proxy_with_path(
+            name, namespace, "v1/queue", _request_timeout=10, _preload_content=False
         )
-        data = json.loads(text) if isinstance(text, str | bytes) else text
+        data = json.loads(response.data)
     except Exception as error:
         return None, f"services/{name}/proxy/v1/queue in {namespace}: {_reason(error)}"
     return (data if isinstance(data, dict) else None), ""

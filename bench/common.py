@@ -391,3 +391,30 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def run_store(redis: Any, redis_url: str) -> Any:
+    """The gateway's RunStore on ``redis``, with default settings (one partition)."""
+    from langscale.lifecycle import LifecycleConfig, RunStore
+    from langscale.settings import Settings
+
+    return RunStore(redis, LifecycleConfig.from_settings(Settings(redis_url=redis_url)))
+
+
+async def enqueue_runs(store: Any, pipeline: str, inputs: list[Any]) -> list[str]:
+    """Queue runs as the gateway does (no admission limit in the way), 500 per call."""
+    from langscale.contract import JobSpec
+
+    ids: list[str] = []
+    for start in range(0, len(inputs), 500):
+        chunk = inputs[start : start + 500]
+        run_ids = store.new_run_ids(len(chunk), store.partition_for("bench"))
+        specs = [
+            JobSpec(run_id=r, pipeline=pipeline, input=v)
+            for r, v in zip(run_ids, chunk, strict=True)
+        ]
+        submitted = await store.submit(specs)
+        if submitted.outcome != "queued":
+            raise RuntimeError(f"enqueue refused: {submitted}")
+        ids.extend(run_ids)
+    return ids

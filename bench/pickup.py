@@ -5,7 +5,7 @@ For concurrency C in (100, 500) and a job latency of 0.5 s, fill a queue with N 
 
 - langscale: ``python -m langscale.cli worker`` (built-in ``chat`` pipeline on the fake
   model, LANGSCALE_FAKE_LATENCY=0.5, LANGSCALE_WORKER_CONCURRENCY=C), jobs put on the queue
-  with ``langscale.runs.RunStore.enqueue`` (the gateway is not measured);
+  with ``langscale.lifecycle.RunStore.submit`` (the gateway is not measured);
 - plain arq 0.28: ``bench.peers.arq_peer`` (``async def job(ctx): await asyncio.sleep(0.5)``,
   max_jobs=C, default poll_delay 0.5 s), jobs written in arq's own format.
 
@@ -33,20 +33,28 @@ from bench.common import (
     Proc,
     arq_worker,
     cpu_seconds,
+    enqueue_runs,
     git_state,
     langscale_worker,
     machine_info,
     md_table,
     peak_rss_mb,
+    run_store,
     sync_redis,
     wait_quiet,
     wait_until,
     write_results,
 )
+from langscale.keys import Keyspace
 from langscale.localredis import LocalRedis, start_local_redis
 
-LANGSCALE_QUEUE = "langscale:queue"
+KEYSPACE = Keyspace()
 ARQ_QUEUE = "arq:queue"
+
+
+def langscale_unfinished(r: Any) -> int:
+    """Runs of the bench's pipeline queued or running (one partition)."""
+    return int(r.zcard(KEYSPACE.queue(0, "chat")) + r.zcard(KEYSPACE.leases(0, "chat")))
 
 
 # --------------------------------------------------------------------------------------
@@ -57,23 +65,12 @@ ARQ_QUEUE = "arq:queue"
 async def _enqueue_langscale(url: str, n: int) -> list[str]:
     from redis.asyncio import Redis
 
-    from langscale.contract import JobSpec, new_run_id
-    from langscale.runs import RunStore
-
     redis = Redis.from_url(url)
-    store = RunStore(redis, queue_name=LANGSCALE_QUEUE, result_ttl=3600)
-    ids: list[str] = []
     try:
-        for start in range(0, n, 500):
-            specs = [
-                JobSpec(run_id=new_run_id(), pipeline="chat", input={"question": f"q{i}"})
-                for i in range(start, min(n, start + 500))
-            ]
-            await store.enqueue(specs)
-            ids.extend(s.run_id for s in specs)
+        store = run_store(redis, url)
+        return await enqueue_runs(store, "chat", [{"question": f"q{i}"} for i in range(n)])
     finally:
         await redis.aclose()
-    return ids
 
 
 def enqueue_langscale(url: str, n: int) -> list[str]:
@@ -113,13 +110,13 @@ def langscale_times(url: str, ids: list[str]) -> tuple[list[float], list[float],
     for i in range(0, len(ids), 1000):
         pipe = r.pipeline(transaction=False)
         for run_id in ids[i : i + 1000]:
-            pipe.hmget(f"langscale:run:{run_id}", "state", "started_at", "finished_at")
+            pipe.hmget(KEYSPACE.run(run_id), "state", "started", "finished")
         for state, started, finished in pipe.execute():
             s = state.decode() if state else "missing"
             states[s] = states.get(s, 0) + 1
-            if started and finished:
-                starts.append(float(started))
-                finishes.append(float(finished))
+            if started and finished:  # ms, Redis clock
+                starts.append(int(started) / 1000)
+                finishes.append(int(finished) / 1000)
     r.close()
     return starts, finishes, states
 
@@ -189,13 +186,13 @@ def run_drain(system: str, c: int, latency: float, n: int) -> dict[str, Any]:
     try:
         if system == "langscale":
             ids = enqueue_langscale(redis.url, n)
-            queue = LANGSCALE_QUEUE
+            unfinished = langscale_unfinished
             worker = langscale_worker(
                 f"pickup-langscale-c{c}", redis.url, fake_latency=latency, worker_concurrency=c
             )
         else:
             ids = enqueue_arq(redis.url, n)
-            queue = ARQ_QUEUE
+            unfinished = lambda r: r.zcard(ARQ_QUEUE)  # noqa: E731 - finished jobs leave it
             worker = arq_worker(f"pickup-arq-c{c}", redis.url, c, latency, ARQ_QUEUE)
         r = sync_redis(redis.url)
         ideal = c / latency
@@ -205,7 +202,7 @@ def run_drain(system: str, c: int, latency: float, n: int) -> dict[str, Any]:
         with CpuSampler({"worker": worker.pid, "redis": redis.process.pid}) as sampler:
             # bounded: at least 25% of ideal plus start-up, else fail
             wait_until(
-                lambda: r.zcard(queue) == 0,
+                lambda: unfinished(r) == 0,
                 timeout=60 + n / (0.25 * ideal),
                 interval=0.25,
                 procs=[worker],
@@ -275,9 +272,8 @@ def run_idle(seconds: float = 10.0, c: int = 100, latency: float = 0.5) -> dict[
         for w in workers:
             w.start()
         clients = [sync_redis(r.url) for r in redises]
-        health = [LANGSCALE_QUEUE + ":health-check", ARQ_QUEUE + ":health-check"]
-        for client, key in zip(clients, health, strict=False):
-            wait_until(lambda c=client, k=key: c.exists(k), timeout=60, procs=workers)
+        wait_until(lambda: clients[0].zcard(KEYSPACE.workers), timeout=60, procs=workers)
+        wait_until(lambda: clients[1].exists(ARQ_QUEUE + ":health-check"), 60, procs=workers)
         time.sleep(3)  # let start-up work settle
         cpu0 = [cpu_seconds(w.pid) for w in workers]
         cmd0 = [_commands(cl) for cl in clients]

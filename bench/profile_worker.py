@@ -7,13 +7,32 @@ cumulative and by own time, and CPU ms per job. Diagnostic only: not part of the
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import os
 import pstats
 import time
+from typing import Any
 
-from bench.pickup import enqueue_langscale
+from bench.pickup import KEYSPACE, enqueue_langscale
 from langscale.localredis import start_local_redis
+
+
+async def _drain(worker: Any, url: str) -> None:
+    """Run the worker until the queue is empty and nothing runs, then stop it."""
+    from redis.asyncio import Redis
+
+    task = asyncio.create_task(worker.run())
+    redis = Redis.from_url(url)
+    try:
+        while not task.done():
+            await asyncio.sleep(0.2)
+            queued = await redis.zcard(KEYSPACE.queue(0, "chat"))
+            if not queued and not worker.running:
+                worker.stop()
+        await task
+    finally:
+        await redis.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,22 +51,19 @@ def main(argv: list[str] | None = None) -> None:
             LANGSCALE_WORKER_CONCURRENCY=str(args.concurrency),
             LANGSCALE_LOG_LEVEL="WARNING",
         )
-        import logging
-
         from langscale.logs import configure_logging
         from langscale.settings import get_settings
         from langscale_worker.main import build_worker
 
         settings = get_settings()
         configure_logging(settings, "worker")
-        logging.getLogger("arq").setLevel(logging.WARNING)
-        worker = build_worker(settings, burst=True, handle_signals=False)
+        worker = build_worker(settings)
         enqueue_langscale(redis.url, args.jobs)
         profiler = cProfile.Profile()
         cpu0, t0 = time.process_time(), time.monotonic()
         if not args.no_profile:
             profiler.enable()
-        worker.run()
+        asyncio.run(_drain(worker, redis.url))
         if not args.no_profile:
             profiler.disable()
         cpu, wall = time.process_time() - cpu0, time.monotonic() - t0

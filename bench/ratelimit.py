@@ -3,7 +3,7 @@
 Standalone: ``python -m bench.ratelimit [--quick] [--only limit,batch,cache]``.
 
 Everything is real but the provider: a private ``redis-server``, 4 ``langscale worker``
-processes, runs queued with ``RunStore.enqueue`` (what the gateway does), and the local
+processes, runs queued with ``RunStore.submit`` (what the gateway does), and the local
 OpenAI-compatible server of the tests (``tests/fakes/openai_server.py``) as the provider,
 which records the arrival time of every request.
 
@@ -34,9 +34,11 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from langscale.contract import JobSpec, RunRecord, new_run_id
+from bench.common import enqueue_runs, run_store
+from langscale.contract import RunRecord
+from langscale.keys import Keyspace
+from langscale.lifecycle import RunStore
 from langscale.localredis import LocalRedis, free_port, start_local_redis
-from langscale.runs import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = Path(tempfile.mkdtemp(prefix="langscale-bench-ratelimit-"))
@@ -116,16 +118,14 @@ def stop_workers(workers: list[Any]) -> None:
 
 async def wait_workers(redis: Redis, count: int) -> None:
     deadline = time.monotonic() + 120
-    while await redis.zcard("langscale:workers") < count:
+    while await redis.zcard(Keyspace().workers) < count:
         if time.monotonic() > deadline:
             raise RuntimeError(f"workers did not start (logs in {LOGS})")
         await asyncio.sleep(0.2)
 
 
 async def run_batch(store: RunStore, pipeline: str, inputs: list[Any]) -> list[RunRecord]:
-    specs = [JobSpec(run_id=new_run_id(), pipeline=pipeline, input=v) for v in inputs]
-    await store.enqueue(specs)
-    ids = [s.run_id for s in specs]
+    ids = await enqueue_runs(store, pipeline, inputs)
     while True:
         records = await store.get_many(ids)
         if all(r is not None and r.state.is_final for r in records):
@@ -159,13 +159,9 @@ async def bench_limit(redis_server: LocalRedis, provider: Provider, quick: bool)
     )
     try:
         await wait_workers(redis, WORKERS)
-        store = RunStore(redis, queue_name=QUEUE, result_ttl=3600)
+        store = run_store(redis, redis_server.url)
         runs = int(600 / 60 * duration * 1.3)  # more than the budget allows: saturated
-        specs = [
-            JobSpec(run_id=new_run_id(), pipeline="chat", input={"question": f"q{i}"})
-            for i in range(runs)
-        ]
-        await store.enqueue(specs)
+        await enqueue_runs(store, "chat", [{"question": f"q{i}"} for i in range(runs)])
         first: float | None = None
         while True:  # until the provider has seen `duration` seconds of traffic
             await asyncio.sleep(1.0)
@@ -209,7 +205,7 @@ async def bench_batch(redis_server: LocalRedis, provider: Provider) -> dict[str,
         workers = start_workers(redis_server, provider, embed_batch_wait_ms=wait_ms)
         try:
             await wait_workers(redis, WORKERS)
-            store = RunStore(redis, queue_name=QUEUE, result_ttl=3600)
+            store = run_store(redis, redis_server.url)
             warm = [{"texts": ["warm"]}] * 8
             await run_batch(store, "embed", warm)
             provider.control(requests=[])
@@ -245,7 +241,7 @@ async def bench_cache(redis_server: LocalRedis, provider: Provider) -> dict[str,
         workers = start_workers(redis_server, provider, llm_cache_pipelines=pipelines)
         try:
             await wait_workers(redis, WORKERS)
-            store = RunStore(redis, queue_name=QUEUE, result_ttl=3600)
+            store = run_store(redis, redis_server.url)
             records: list[RunRecord] = []
             for _ in range(waves):
                 inputs = [{"question": f"question {i}"} for i in range(questions)]

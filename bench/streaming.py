@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -33,44 +32,8 @@ from bench.common import (
     write_results,
 )
 from bench.loadgen import RawHTTP
+from bench.sse import sse_events
 from langscale.localredis import free_port, start_local_redis
-
-
-async def sse_events(host: str, port: int, path: str) -> AsyncIterator[tuple[str, str, str]]:
-    """A minimal SSE client over HTTP/1.1 chunked encoding: (id, event, data) per event.
-
-    httpx with httpx-sse spent a full CPU at 100 concurrent streams on this machine, so the
-    client, not the relay, was measured; this one costs a small fraction of that."""
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
-        await reader.readuntil(b"\r\n\r\n")
-        buffer = b""
-        fields: dict[str, str] = {}
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-            if size == 0:
-                return
-            buffer += await reader.readexactly(size)
-            await reader.readexactly(2)
-            *lines, buffer = buffer.split(b"\n")
-            for raw in lines:
-                line = raw.rstrip(b"\r").decode()
-                if not line:
-                    if fields:
-                        yield (
-                            fields.get("id", ""),
-                            fields.get("event", "message"),
-                            fields.get("data", ""),
-                        )
-                        fields = {}
-                    continue
-                name, _, value = line.partition(":")
-                fields[name] = value[1:] if value.startswith(" ") else value
-    finally:
-        writer.close()
 
 
 async def follow(http: RawHTTP, question: str) -> tuple[list[float], float | None]:
@@ -79,7 +42,8 @@ async def follow(http: RawHTTP, question: str) -> tuple[list[float], float | Non
     run_id = json.loads(data)["run_id"]
     added: list[float] = []
     first: float | None = None
-    async for event_id, event, _ in sse_events(http.host, http.port, f"/v1/runs/{run_id}/stream"):
+    path = f"/v1/runs/{run_id}/stream"
+    async for event_id, event, _ in sse_events(http.port, path, host=http.host):
         if event == "data":
             delay = time.time() - int(event_id.split("-")[0]) / 1000
             added.append(delay)

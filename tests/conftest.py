@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from langscale.localredis import LocalRedis, free_port, start_local_redis
 
@@ -23,6 +24,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedi
     server = start_local_redis(directory=tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
+    """An async client of the module's Redis, emptied for each test (our own server)."""
+    client = Redis.from_url(redis_server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="module")

@@ -66,3 +66,56 @@ def message_echo() -> Runnable:
         return AIMessage(content=f"echo: {messages[-1].content}")
 
     return RunnableLambda(echo).with_types(input_type=list[BaseMessage], output_type=AIMessage)
+
+
+class Work(BaseModel):
+    id: str
+    seconds: float = 0.2
+    chunks: int = 4
+    pad: int = 0  # characters added to each chunk (big outputs)
+    poison: bool = False
+
+
+def recorded() -> Runnable:
+    """Streams ``chunks`` chunks over ``seconds``, each naming the attempt that made it, and
+    records every execution (start and end, with its attempt and process) in the Redis at
+    ``TEST_RECORD_URL``: the fault tests' history. ``poison`` kills the worker process."""
+    import json
+    import os
+    from collections.abc import AsyncIterator
+
+    from langchain_core.runnables import RunnableConfig
+    from redis.asyncio import Redis
+
+    redis = (
+        Redis.from_url(os.environ["TEST_RECORD_URL"]) if "TEST_RECORD_URL" in os.environ else None
+    )
+
+    async def record(event: str, value: dict, meta: dict) -> None:
+        if redis is not None:
+            entry = {
+                "event": event,
+                "id": value["id"],
+                "run_id": meta.get("langscale_run_id"),
+                "attempt": meta.get("langscale_attempt"),
+                "pid": os.getpid(),
+                "at": time.time(),
+            }
+            await redis.rpush("test:executions", json.dumps(entry))
+
+    async def work(value: dict, config: RunnableConfig) -> AsyncIterator[str]:
+        meta = config.get("metadata") or {}
+        await record("start", value, meta)
+        if value.get("poison"):
+            os._exit(13)  # a run that takes its process down (segfault, OOM kill...)
+        chunks = max(1, int(value.get("chunks", 4)))
+        for index in range(chunks):
+            await asyncio.sleep(float(value.get("seconds", 0.2)) / chunks)
+            padding = "." * int(value.get("pad", 0))
+            yield f"{value['id']}:{meta.get('langscale_attempt')}:{index}{padding} "
+        await record("end", value, meta)
+
+    return RunnableLambda(work).with_types(input_type=Work, output_type=str)
+
+
+FAULT_PIPELINES = f"{TEST_PIPELINES},recorded=pipelines_for_tests:recorded"

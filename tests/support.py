@@ -31,6 +31,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
+def faketime(offset: str) -> dict[str, str]:
+    """Environment that sets a process's wall clock ``offset`` ("+60s", "-15s") away from
+    everyone else's (libfaketime, from its PyPI wheel, via LD_PRELOAD); its monotonic clock
+    stays true, as NTP leaves it."""
+    import libfaketime
+
+    library = Path(libfaketime.__file__).parent / "vendor/libfaketime/src/libfaketime.so.1"
+    return {"LD_PRELOAD": str(library), "FAKETIME": offset, "DONT_FAKE_MONOTONIC": "1"}
+
+
 def openai_provider_settings(server_url: str) -> dict[str, str]:
     """Settings of the ``openai`` provider against tests/fakes/openai_server.py."""
     return {
@@ -121,11 +131,14 @@ class Stack:
             **self.environment,
         }
 
-    def add_worker(self, **overrides: Any) -> Process:
+    def add_worker(self, environment: dict[str, str] | None = None, **overrides: Any) -> Process:
+        """Start one more worker; ``environment``: extra variables of its own (LD_PRELOAD...)."""
         index = len(self.workers)
         overrides.setdefault("worker_http_port", free_port())
         worker = Process(
-            langscale_command("worker"), self.env(**overrides), self.logs / f"worker-{index}.log"
+            langscale_command("worker"),
+            {**self.env(**overrides), **(environment or {})},
+            self.logs / f"worker-{index}.log",
         ).start()
         worker.http_port = int(overrides["worker_http_port"])
         self.workers.append(worker)
@@ -135,13 +148,18 @@ class Stack:
         self.port = free_port()
         for _ in range(workers):
             self.add_worker()
-        self.gateway = Process(
-            langscale_command("gateway", "--port", str(self.port)),
-            self.env(),
-            self.logs / "gateway.log",
-        ).start()
+        self.start_gateway()
         self.wait_ready(timeout)
         return self
+
+    def start_gateway(self, environment: dict[str, str] | None = None, **overrides: Any) -> Process:
+        """(Re)start the gateway on the stack's port."""
+        self.gateway = Process(
+            langscale_command("gateway", "--port", str(self.port)),
+            {**self.env(**overrides), **(environment or {})},
+            self.logs / "gateway.log",
+        ).start()
+        return self.gateway
 
     def wait_ready(self, timeout: float = 60) -> None:
         def ready() -> bool:

@@ -5,9 +5,9 @@ Both services import these definitions; nothing here touches Redis or LangChain.
 
 from __future__ import annotations
 
+import json
+import math
 import re
-import time
-import uuid
 from enum import StrEnum
 from typing import Any
 
@@ -16,13 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 PIPELINE_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 # Path segments the gateway uses itself; a pipeline cannot be named after them.
 RESERVED_PIPELINE_NAMES = frozenset({"v1", "docs", "redoc", "healthz", "readyz", "metrics"})
-RUN_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+# Any UUID in its canonical form (the gateway makes version 4 ones; see keys.new_run_id).
+RUN_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # The tenant of runs created without authentication.
 DEFAULT_TENANT = "default"
-
-# The arq function name every langscale job calls.
-JOB_FUNCTION = "run_pipeline"
 
 # Config keys a client may pass through to the Runnable (as LangServe's config_keys).
 CLIENT_CONFIG_KEYS = frozenset(
@@ -54,25 +52,20 @@ class StreamMode(StrEnum):
 
 
 class EventType(StrEnum):
-    """Types of the events in a run's stream (``keys.stream_key``)."""
+    """Types of the events in a run's stream (``keys.Keyspace.events``)."""
 
-    STATE = "state"  # {"state", "attempt"?}
+    STATE = "state"  # {"state", "attempt"?, "reason"?, "retry_in"?, "error"?}
     DATA = "data"  # one chunk, or one astream_events event
     RETRY = "retry"  # {"attempt"}: chunks that follow belong to a new attempt
     END = "end"  # {"state", "output", "error"}: the last event of a run
     WAIT = "wait"  # {"reason": "rate_limit", "seconds", "limit"}: waited for LLM budget
-
-
-def new_run_id() -> str:
-    return str(uuid.uuid4())
+    # Only ever sent to a reader, never stored: {"lost", "state", "output"?, "error"?}:
+    # events this reader can no longer have (trimmed or expired) were skipped.
+    GAP = "gap"
 
 
 def is_valid_run_id(value: str) -> bool:
     return RUN_ID_PATTERN.fullmatch(value) is not None
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class ErrorInfo(BaseModel):
@@ -83,7 +76,10 @@ class ErrorInfo(BaseModel):
 
 
 class JobSpec(BaseModel):
-    """The single argument of every queued job: what to run, and the trace to continue."""
+    """What one run executes: the pipeline, its input and config, and the trace to continue.
+
+    The run hash keeps it as JSON (:meth:`stored`) without the run id and pipeline, which
+    the hash holds anyway."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -94,7 +90,13 @@ class JobSpec(BaseModel):
     stream: StreamMode = StreamMode.OFF
     tenant: str = DEFAULT_TENANT
     trace_context: dict[str, str] = Field(default_factory=dict)
-    enqueued_at_ms: int = Field(default_factory=now_ms)
+
+    def stored(self) -> str:
+        return self.model_dump_json(exclude={"run_id", "pipeline"}, exclude_defaults=True)
+
+    @classmethod
+    def from_stored(cls, run_id: str, pipeline: str, stored: str | bytes) -> JobSpec:
+        return cls.model_validate({**json.loads(stored), "run_id": run_id, "pipeline": pipeline})
 
 
 class RunRecord(BaseModel):
@@ -124,3 +126,40 @@ class PipelineDefinition(BaseModel):
     description: str = ""
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
+
+
+def storable_problems(value: Any, path: str = "$", max_depth: int = 64) -> list[dict[str, str]]:
+    """Why ``value`` cannot be stored with a run and read back as the same JSON (at most ten
+    reasons, each with its JSON path): nesting deeper than ``max_depth``, strings with lone
+    surrogates (not UTF-8), NaN, Infinity and numbers JSON turns into them (``1e400``)."""
+    problems: list[dict[str, str]] = []
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]  # iterative: depth is untrusted
+    while stack and len(problems) < 10:
+        item, where, depth = stack.pop()
+        if isinstance(item, dict | list) and depth >= max_depth:
+            problems.append({"path": where, "message": f"nested deeper than {max_depth} levels"})
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not _is_utf8(key):
+                    problems.append({"path": where, "message": "a key is not valid UTF-8"})
+                stack.append((child, f"{where}.{key}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
+        elif isinstance(item, str):
+            if not _is_utf8(item):
+                problems.append({"path": where, "message": "not valid UTF-8 (a lone surrogate)"})
+        elif isinstance(item, float) and not math.isfinite(item):
+            problems.append(
+                {"path": where, "message": "NaN, Infinity and numbers beyond ±1.8e308 are not JSON"}
+            )
+    return sorted(problems, key=lambda problem: problem["path"])
+
+
+def _is_utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

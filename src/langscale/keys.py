@@ -1,100 +1,167 @@
 """Every Redis key and channel name langscale uses, in one place.
 
-arq's own keys langscale uses (``arq:job:``, ``arq:in-progress:``) are defined in
-:mod:`arq.constants`; they are re-exported here so nothing else spells them.
+The keyspace is split into **partitions**. A partition is one Redis Cluster hash slot: every
+key of a partition carries the same hash tag (``{<namespace>:<n>}``), so each lifecycle
+script touches one slot and stays atomic on a single Redis, a Sentinel-managed one, or a
+Redis Cluster. A run lives in one partition with all its keys (hash, event stream, LLM
+replay), next to the per-pipeline queues and leases it moves through. Its partition is
+written into its id (the last byte of the UUID), so any process finds a run's keys from the
+id alone, whatever the number of partitions is set to later.
+
+Lua scripts build the per-run and per-pipeline names of a partition from its prefix with the
+same kinds (:data:`LUA_KEY_KINDS`, rendered into every script by
+:mod:`langscale.lifecycle.scripts`), so a name is still spelled only here.
 """
 
 from __future__ import annotations
 
-from arq.constants import in_progress_key_prefix, job_key_prefix
+import uuid
+from dataclasses import dataclass
 
-PREFIX = "langscale:"
+# Kinds of partition keys: <partition prefix><kind>:<id>.
+RUN = "run"  # Hash: state, timestamps, fence token, job, output, error of one run
+EVENTS = "events"  # Stream: a run's events, entry ids <seq>-0 (only if streamed or followed)
+REPLAY = "replay"  # Hash: LLM answers a run's attempts completed, until the run ends
+QUEUE = "queue"  # Sorted set per pipeline: queued run id -> due time (ms, Redis clock)
+LEASES = "leases"  # Sorted set per pipeline: running run id -> lease end (ms, Redis clock)
+SUSPECTS = "suspects"  # Sorted set per pipeline: runs whose worker died -> when (ms)
+FAILED = "failed"  # Sorted set: failed run id -> when it failed (ms), pruned by age
+IDEMPOTENCY = "idem"  # String per tenant and key: "<run id> <request hash>"
+DONE = "done"  # String per pipeline and second: runs that ended in that second
+CLOCK = "clock"  # Hash: {tick, resumed}: when a worker last reached Redis (ms)
+ISOLATOR = "isolator"  # String: the worker that runs this partition's suspects alone
 
-# Hash: pipeline name -> PipelineDefinition JSON. Kept without TTL so the gateway can
-# validate while workers are scaled to zero.
-PIPELINES = PREFIX + "pipelines"
-# Sorted set: worker id -> unix time of its last heartbeat.
-WORKERS = PREFIX + "workers"
-# Pub/sub channel: the id of every run that reaches a final state.
-RUN_FINISHED_CHANNEL = PREFIX + "run-finished"
-# Pub/sub channel: the id of every running run a client cancelled; its worker stops it.
-CANCEL_CHANNEL = PREFIX + "cancel"
-# Sorted set: failed run id -> unix time it failed, for operators (GET /v1/runs?state=failed).
-FAILED_RUNS = PREFIX + "failed-runs"
+# Channels, under the deployment's prefix (pub/sub is cluster-wide).
+FINISHED = "finished"  # the id of every run that reaches a final state
+CANCEL = "cancel"  # the id of every running run a client cancelled
+WAKE = "wake"  # per pipeline (wake:<pipeline>): a run of it became due
 
-__all__ = [
-    "CANCEL_CHANNEL",
-    "FAILED_RUNS",
-    "PIPELINES",
-    "RUN_FINISHED_CHANNEL",
-    "WORKERS",
-    "completed_key_prefix",
-    "idempotency_key",
-    "in_progress_key_prefix",
-    "job_key",
-    "job_key_prefix",
-    "leases_key",
-    "llm_cache_key",
-    "llm_rate_key",
-    "llm_replay_key",
-    "rate_limit_key",
-    "run_key",
-    "stream_key",
-    "wake_channel",
-]
+LUA_KEY_KINDS = {
+    "RUN": RUN,
+    "EVENTS": EVENTS,
+    "REPLAY": REPLAY,
+    "QUEUE": QUEUE,
+    "LEASES": LEASES,
+    "SUSPECTS": SUSPECTS,
+    "FAILED": FAILED,
+    "DONE": DONE,
+    "FINISHED": FINISHED,
+    "CANCEL": CANCEL,
+    "WAKE": WAKE,
+}
 
-
-def run_key(run_id: str) -> str:
-    """Hash with the state, timestamps, output and error of one run."""
-    return f"{PREFIX}run:{run_id}"
+# A run id's last byte names its partition, so at most this many partitions exist.
+MAX_PARTITIONS = 256
 
 
-def stream_key(run_id: str) -> str:
-    """Redis Stream of one run's events: state changes, chunks, retries, the end."""
-    return f"{PREFIX}stream:{run_id}"
+def partition_of(run_id: str) -> int:
+    """The partition written into a run id (any UUID has one)."""
+    return int(run_id[-2:], 16)
 
 
-def job_key(run_id: str) -> str:
-    """arq's job payload key; the run id is the arq job id."""
-    return job_key_prefix + run_id
+def new_run_id(partition: int) -> str:
+    """A random (version 4) UUID whose last byte is ``partition``."""
+    if not 0 <= partition < MAX_PARTITIONS:
+        raise ValueError(f"partition {partition} is not in [0, {MAX_PARTITIONS})")
+    return str(uuid.uuid4())[:-2] + f"{partition:02x}"
 
 
-def wake_channel(queue_name: str) -> str:
-    """Pub/sub channel on which the gateway wakes idle workers of a queue."""
-    return f"{PREFIX}wake:{queue_name}"
+@dataclass(frozen=True)
+class Keyspace:
+    """The names of one deployment's keys, under its namespace (``LANGSCALE_QUEUE_NAME``)."""
 
+    namespace: str = "langscale"
 
-def leases_key(queue_name: str) -> str:
-    """Sorted set: id of each running job -> when its worker's lease ends (unix ms).
+    # --- partition keys ----------------------------------------------------------------
+    def prefix(self, partition: int) -> str:
+        """``{<namespace>:<n>}:`` — the hash tag makes the partition one cluster slot."""
+        return f"{{{self.namespace}:{partition}}}:"
 
-    arq's in-progress keys say whether one job is held; this set counts them cheaply."""
-    return f"{PREFIX}leases:{queue_name}"
+    def run(self, run_id: str) -> str:
+        return f"{self.prefix(partition_of(run_id))}{RUN}:{run_id}"
 
+    def events(self, run_id: str) -> str:
+        return f"{self.prefix(partition_of(run_id))}{EVENTS}:{run_id}"
 
-def completed_key_prefix(queue_name: str) -> str:
-    """Prefix of per-second counters of runs that ended (``<prefix><unix second>``)."""
-    return f"{PREFIX}completed:{queue_name}:"
+    def replay(self, run_id: str) -> str:
+        return f"{self.prefix(partition_of(run_id))}{REPLAY}:{run_id}"
 
+    def queue(self, partition: int, pipeline: str) -> str:
+        return f"{self.prefix(partition)}{QUEUE}:{pipeline}"
 
-def idempotency_key(tenant: str, key: str) -> str:
-    return f"{PREFIX}idempotency:{tenant}:{key}"
+    def leases(self, partition: int, pipeline: str) -> str:
+        return f"{self.prefix(partition)}{LEASES}:{pipeline}"
 
+    def suspects(self, partition: int, pipeline: str) -> str:
+        return f"{self.prefix(partition)}{SUSPECTS}:{pipeline}"
 
-def rate_limit_key(key_id: str) -> str:
-    return f"{PREFIX}rate:{key_id}"
+    def failed(self, partition: int) -> str:
+        return f"{self.prefix(partition)}{FAILED}"
 
+    def idempotency(self, partition: int, tenant: str, key: str) -> str:
+        return f"{self.prefix(partition)}{IDEMPOTENCY}:{tenant}:{key}"
 
-def llm_rate_key(limit_id: str) -> str:
-    """Hash: the shared budget of one provider/model (GCRA times of requests and tokens,
-    and "blocked until" after a 429), for every worker process."""
-    return f"{PREFIX}llm-rate:{limit_id}"
+    def clock(self, partition: int) -> str:
+        return f"{self.prefix(partition)}{CLOCK}"
 
+    def isolator(self, partition: int) -> str:
+        return f"{self.prefix(partition)}{ISOLATOR}"
 
-def llm_cache_key(digest: str) -> str:
-    """An LLM answer cached by the hash of its model, parameters and messages."""
-    return f"{PREFIX}llm-cache:{digest}"
+    # --- deployment-wide keys (one slot: the namespace's own tag) --------------------------
+    @property
+    def _global(self) -> str:
+        return f"{{{self.namespace}}}:"
 
+    @property
+    def pipelines(self) -> str:
+        """Hash: pipeline name -> PipelineDefinition JSON, while a live worker serves it."""
+        return self._global + "pipelines"
 
-def llm_replay_key(run_id: str) -> str:
-    """Hash: the LLM answers a run's attempts completed, for a retry to replay them."""
-    return f"{PREFIX}llm-replay:{run_id}"
+    def served_by(self, pipeline: str) -> str:
+        """Sorted set: id of each worker serving a pipeline -> its last heartbeat (ms)."""
+        return f"{self._global}served:{pipeline}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set: worker id -> its last heartbeat (ms, Redis clock); pruned by age."""
+        return self._global + "workers"
+
+    @property
+    def served_prefix(self) -> str:
+        return self._global + "served:"
+
+    @property
+    def pipelines_seen(self) -> str:
+        """Sorted set: pipeline name -> the last heartbeat of any worker serving it (ms)."""
+        return self._global + "pipelines-seen"
+
+    @property
+    def global_prefix(self) -> str:
+        """``{<namespace>}:`` — deployment-wide keys and channels start with it."""
+        return self._global
+
+    # --- channels (pub/sub is cluster-wide) ---------------------------------------------
+    def wake_channel(self, pipeline: str) -> str:
+        return f"{self._global}{WAKE}:{pipeline}"
+
+    @property
+    def finished_channel(self) -> str:
+        return self._global + FINISHED
+
+    @property
+    def cancel_channel(self) -> str:
+        return self._global + CANCEL
+
+    # --- gateway and outgoing-call keys (not part of a run's life) -----------------------
+    def rate_limit(self, key_id: str) -> str:
+        """String: the GCRA time of an API key's request budget."""
+        return f"{self._global}rate:{key_id}"
+
+    def llm_rate(self, limit_id: str) -> str:
+        """Hash: the shared budget of one provider/model (GCRA times of requests and tokens,
+        and "blocked until" after a 429), for every worker process."""
+        return f"{{{self.namespace}:llm-rate:{limit_id}}}"
+
+    def llm_cache(self, digest: str) -> str:
+        """String: an LLM answer cached by the hash of its model, parameters and messages."""
+        return f"{self.namespace}:llm-cache:{digest}"

@@ -22,7 +22,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from langscale.queue import QueueStats
+from langscale.lifecycle.store import QueueStats
 
 # Seconds: from fast HTTP answers to sync invokes that wait for a run (up to minutes).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -156,6 +156,18 @@ RUN_DURATION = Histogram(
 RUNS_IN_FLIGHT = Gauge(
     "langscale_runs_in_flight",
     "Runs executing in this worker process now.",
+    registry=WORKER,
+)
+STALE_WRITES = Counter(
+    "langscale_stale_writes",
+    "Writes of attempts that Redis refused because another attempt held the run (fencing), "
+    "by kind: append, finish, renew.",
+    ["kind"],
+    registry=WORKER,
+)
+LEASES_LAPSED = Counter(
+    "langscale_leases_lapsed",
+    "Runs whose worker's lease lapsed (it died or froze), swept back to the queue by this worker.",
     registry=WORKER,
 )
 RUN_RETRIES = Counter(

@@ -30,9 +30,29 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     # --- Redis and the queue -------------------------------------------------------------
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL: redis:// or rediss://, or for high availability "
+        "redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>].",
+    )
     queue_name: str = Field(
-        "langscale:queue", min_length=1, description="Name of the arq queue (a sorted set)."
+        "langscale",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="Namespace of this deployment's Redis keys and channels, and the `queue` "
+        "label of its queue metrics; deployments sharing a Redis use different names.",
+    )
+    redis_partitions: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Partitions of the keyspace, each one Redis Cluster hash slot (a run and "
+        "its pipeline's queue share one). 1 on a single Redis; on a cluster, a few per master.",
+    )
+    redis_max_connections: int = Field(
+        8,
+        ge=2,
+        description="Redis connections per process (requests wait for a free one); "
+        "stream followers share them.",
     )
 
     # --- runs ----------------------------------------------------------------------------
@@ -59,7 +79,14 @@ class Settings(BaseSettings):
     stream_max_len: int = Field(
         10_000,
         gt=0,
-        description="Most events kept in one run's stream (older ones are trimmed).",
+        description="Most events kept in one run's stream; older ones are trimmed, and a "
+        "reader who had not read them gets a gap event.",
+    )
+    stream_ttl: int = Field(
+        3_600,
+        gt=0,
+        description="How long a run's event stream stays after the run ends, seconds (at "
+        "most the result TTL); later readers get the end from the run's state.",
     )
     disconnect_policy: Literal["cancel", "continue"] = Field(
         "cancel",
@@ -69,7 +96,7 @@ class Settings(BaseSettings):
 
     # --- worker --------------------------------------------------------------------------
     worker_concurrency: int = Field(
-        100, gt=0, description="Runs one worker process executes at once (arq max_jobs)."
+        100, gt=0, description="Runs one worker process executes at once."
     )
     poll_interval: float = Field(
         0.5,
@@ -88,7 +115,18 @@ class Settings(BaseSettings):
         "LANGSCALE_JOB_TIMEOUT.",
     )
     max_attempts: int = Field(
-        3, ge=1, description="Attempts of a run on retriable errors and worker crashes."
+        3,
+        ge=1,
+        description="Attempts of a run on retriable errors (and on worker deaths when crash "
+        "isolation is off).",
+    )
+    crash_isolation: bool = Field(
+        True,
+        description="Runs whose worker died become suspects and run alone until one proves "
+        "guilty, so a crash counts only against the run that caused it.",
+    )
+    max_crashes: int = Field(
+        2, ge=1, description="Times a run may kill its worker (running alone) before it fails."
     )
     retry_backoff: float = Field(
         1.0, gt=0, description="First retry delay, seconds; doubles each attempt, with jitter."
@@ -111,6 +149,18 @@ class Settings(BaseSettings):
     )
     pipeline_heartbeat: float = Field(
         10.0, gt=0, description="How often a worker republishes pipeline definitions, seconds."
+    )
+    pipeline_retention: float = Field(
+        3_600.0,
+        gt=0,
+        description="How long a pipeline no live worker serves stays known (its runs wait "
+        "queued, e.g. for workers scaled to zero), seconds.",
+    )
+    run_max_concurrency: int = Field(
+        16,
+        ge=1,
+        description="Most concurrent steps (LLM calls of a map step) one run may have; a "
+        "client's config.max_concurrency can only lower it.",
     )
 
     # --- LLM providers -------------------------------------------------------------------
@@ -149,6 +199,11 @@ class Settings(BaseSettings):
     )
     llm_rate_lookahead: float = Field(
         0.5, gt=0, description="How far ahead a worker reserves budget slots, seconds."
+    )
+    llm_rate_block_max: float = Field(
+        60.0,
+        gt=0,
+        description="Longest a provider's 429 or rate-limit headers may block a budget, seconds.",
     )
     llm_rate_429_retries: int = Field(
         2, ge=0, description="Retries of a call the provider answered 429, after the backoff."
@@ -194,6 +249,20 @@ class Settings(BaseSettings):
     )
     idempotency_window: int = Field(
         86_400, gt=0, description="How long an Idempotency-Key maps to its run, seconds."
+    )
+    max_input_depth: int = Field(
+        64,
+        ge=1,
+        le=500,
+        description="Deepest nesting of arrays and objects accepted in a run's input, config "
+        "and metadata (deeper: 422).",
+    )
+    gateway_drain_timeout: float = Field(
+        25.0,
+        ge=0,
+        description="On SIGTERM a gateway takes no new connection and lets requests and "
+        "streams in flight go on this long, then ends the streams with a resumable marker; "
+        "seconds (the chart's terminationGracePeriodSeconds leaves a margin above it).",
     )
 
     # --- authentication ------------------------------------------------------------------

@@ -136,6 +136,30 @@ def setup_tracing(service_name: str) -> TracerProvider | None:
     return provider
 
 
+# The messaging system the producer (gateway) and consumer (worker) spans name.
+MESSAGING_SYSTEM = "langscale"
+
+
+def messaging_attributes(
+    operation: str, pipeline: str, run_id: str | None = None, batch: int = 1
+) -> dict[str, str | int]:
+    """Attributes of the ``send <pipeline>`` PRODUCER and ``process <pipeline>`` CONSUMER
+    spans (OpenTelemetry messaging conventions): the destination is the pipeline's queue."""
+    attributes: dict[str, str | int] = {
+        "messaging.system": MESSAGING_SYSTEM,
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": pipeline,
+        "langscale.pipeline": pipeline,
+    }
+    if run_id is not None:
+        attributes["messaging.message.id"] = run_id
+        attributes["langscale.run.id"] = run_id
+    if batch > 1:
+        attributes["messaging.batch.message_count"] = batch
+    return attributes
+
+
 def get_tracer(provider: trace.TracerProvider | None = None) -> trace.Tracer:
     """langscale's tracer from ``provider``, else from the global provider (no-op if off)."""
     return trace.get_tracer(TRACER_NAME, tracer_provider=provider)

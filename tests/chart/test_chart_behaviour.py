@@ -142,11 +142,10 @@ def test_ready_metric_is_selectable(render: Any) -> None:
     assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == "langscale_queue_ready_jobs"
 
 
-def test_hpa_selects_the_queue_only_when_its_name_is_a_valid_label_value(render: Any) -> None:
+def test_hpa_selects_the_queue_by_its_name(render: Any) -> None:
     default = render().get("HorizontalPodAutoscaler", "worker")
-    assert (
-        "selector" not in default["spec"]["metrics"][0]["external"]["metric"]
-    )  # "langscale:queue"
+    selector = default["spec"]["metrics"][0]["external"]["metric"]["selector"]
+    assert selector == {"matchLabels": {"queue": "langscale"}}
     named = render({"config": {"queueName": "langscale-prod"}}).get(
         "HorizontalPodAutoscaler", "worker"
     )
@@ -230,7 +229,7 @@ def test_keda_prometheus_trigger_takes_the_max_over_gateway_replicas(render: Any
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["serverAddress"] == "http://prometheus-operated.monitoring:9090"
     assert trigger["metadata"]["query"].startswith("max(langscale_queue_backlog_jobs{")
-    assert 'queue="langscale:queue"' in trigger["metadata"]["query"]
+    assert 'queue="langscale"' in trigger["metadata"]["query"]
     assert trigger["metadata"]["threshold"] == "7.5"  # 10 x 0.75
 
 
@@ -436,7 +435,7 @@ def test_config_is_a_configmap_without_secrets_and_rolls_pods(render: Any) -> No
         o for o in rendered.of_kind("ConfigMap") if o["metadata"]["name"] == "rel-langscale"
     )
     data = configmap["data"]
-    assert data["LANGSCALE_QUEUE_NAME"] == "langscale:queue"
+    assert data["LANGSCALE_QUEUE_NAME"] == "langscale"
     assert data["LANGSCALE_RESULT_TTL"] == "86400"
     assert data["LANGSCALE_LLM_PROVIDER"] == "openai"
     assert data["LANGSCALE_AUTH_ENABLED"] == "true"

@@ -1,12 +1,14 @@
 """Traces across the queue, metrics and log context.
 
 In process: the gateway app (create_app + a test TracerProvider, through httpx's ASGI
-transport) and the worker's job function on the same Redis, spans in memory. End to end:
+transport) and a worker's attempts (claimed, executed and finished through the lifecycle)
+on the same Redis, spans in memory. End to end:
 gateway and worker as separate processes exporting OTLP/HTTP to a receiver the test runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from arq.jobs import deserialize_job
 from fastapi import FastAPI
 from langchain_core.runnables import RunnableLambda
 from opentelemetry import trace
@@ -26,21 +27,29 @@ from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from langscale import catalog, keys, logs, metrics, telemetry
+from langscale import logs, metrics, telemetry
+from langscale.contract import EventType
+from langscale.lifecycle import (
+    Leases,
+    LifecycleConfig,
+    Outcome,
+    Retry,
+    StaleAttempt,
+    Succeeded,
+)
 from langscale.localredis import LocalRedis
-from langscale.redis import load_job
-from langscale.runs import RunStore
 from langscale.settings import Settings
 from langscale_gateway.app import create_app
 from langscale_worker import RetriableError, outgoing
-from langscale_worker.jobs import CTX_RUNTIME, TRACE_SPAN_FIELD, WorkerRuntime, run_pipeline
+from langscale_worker.execute import Runtime, execute
+from langscale_worker.process import count_end
 from langscale_worker.registry import Pipeline, load_registry
 
 from otlp_receiver import OtlpReceiver
 from pipelines_for_tests import TEST_PIPELINES
 from support import Stack, wait_until
 
-QUEUE = "langscale:test-observability"
+QUEUE = "langscale-test-observability"
 
 
 # --- in process ------------------------------------------------------------------------
@@ -87,21 +96,44 @@ def _flaky() -> Pipeline:
     return Pipeline("flaky", "test:flaky", RunnableLambda(flaky, name="flaky"))
 
 
+class InProcessWorker:
+    """A worker's attempts without its loop: claim one run, execute it, finish it."""
+
+    def __init__(self, leases: Leases, runtime: Runtime) -> None:
+        self.leases = leases
+        self.runtime = runtime
+
+    async def attempt(self, run_id: str) -> Outcome:
+        claims = (await self.leases.claim(0, 100, idle=False)).claims
+        (claim,) = [c for c in claims if c.run_id == run_id]
+        outcome = await execute(claim, self.runtime)
+        (applied,) = await self.leases.finish(0, [(claim, outcome)])
+        count_end(claim, outcome, applied)  # as the worker process does
+        return outcome
+
+
 @pytest.fixture(scope="module")
-async def runtime(
+async def worker(
     settings: Settings, redis: Redis, provider: TracerProvider
-) -> AsyncIterator[WorkerRuntime]:
+) -> AsyncIterator[InProcessWorker]:
     pipelines = load_registry(settings.pipelines)
     pipelines["flaky"] = _flaky()
-    outgoing.bind(redis, settings)  # LLM calls' replay and cache on this Redis
-    await catalog.publish(redis, "test-worker", [p.definition() for p in pipelines.values()])
-    yield WorkerRuntime(
+    leases = Leases(redis, LifecycleConfig.from_settings(settings), "test-worker", list(pipelines))
+
+    async def publish(run_id: str, fence: str, events: list[tuple[EventType, str]]) -> None:
+        if (await leases.append(0, [(run_id, fence, events)]))[0] < 0:
+            raise StaleAttempt(run_id)
+
+    outgoing.bind(redis, settings, leases, publish)  # LLM calls' replay and cache here
+    await leases.heartbeat([p.definition() for p in pipelines.values()])
+    runtime = Runtime(
         settings=settings,
         pipelines=pipelines,
-        runs=RunStore.from_settings(redis, settings),
-        worker_id="test-worker",
+        publish=publish,
+        link_trace=leases.link_trace,
         tracer_provider=provider,
     )
+    yield InProcessWorker(leases, runtime)
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +153,10 @@ async def _submit(client: httpx.AsyncClient, pipeline: str, value: Any) -> str:
     return run_id
 
 
-async def _job(redis: Redis, run_id: str) -> dict[str, Any]:
-    raw = await redis.get(keys.job_key(run_id))
-    args: dict[str, Any] = deserialize_job(raw, deserializer=load_job).args[0]
-    return args
+async def _job(redis: Redis, settings: Settings, run_id: str) -> dict[str, Any]:
+    keyspace = LifecycleConfig.from_settings(settings).keyspace
+    stored: dict[str, Any] = json.loads(await redis.hget(keyspace.run(run_id), "job"))
+    return stored
 
 
 def _spans(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:
@@ -143,15 +175,15 @@ def _parent_id(span: ReadableSpan) -> int | None:
 
 async def test_one_trace_from_http_request_through_the_queue_to_the_llm_call(
     gateway: httpx.AsyncClient,
-    runtime: WorkerRuntime,
+    worker: InProcessWorker,
     redis: Redis,
+    settings: Settings,
     exporter: InMemorySpanExporter,
 ) -> None:
     run_id = await _submit(gateway, "chat", {"question": "hello"})
-    job = await _job(redis, run_id)
+    job = await _job(redis, settings, run_id)
     assert set(job["trace_context"]) >= {"traceparent"}
-    result = await run_pipeline({CTX_RUNTIME: runtime}, job)
-    assert result == {"state": "succeeded"}
+    assert isinstance(await worker.attempt(run_id), Succeeded)
 
     producer = next(
         s for s in exporter.get_finished_spans() if s.attributes.get("langscale.run.id") == run_id
@@ -159,16 +191,16 @@ async def test_one_trace_from_http_request_through_the_queue_to_the_llm_call(
     spans = _spans(exporter, producer.context.trace_id)
     server = next(s for s in spans if s.kind is SpanKind.SERVER)
     assert server.name == "POST /v1/runs"
-    assert producer.name == f"send {QUEUE}" and producer.kind is SpanKind.PRODUCER
+    assert producer.name == "send chat" and producer.kind is SpanKind.PRODUCER
     assert _parent_id(producer) == server.context.span_id
 
-    consumer = _one(spans, f"process {QUEUE}")
+    consumer = _one(spans, "process chat")
     assert consumer.kind is SpanKind.CONSUMER
     assert _parent_id(consumer) == producer.context.span_id
     assert consumer.parent is not None and consumer.parent.is_remote
     attributes = dict(consumer.attributes or {})
-    assert attributes["messaging.system"] == "arq"
-    assert attributes["messaging.destination.name"] == QUEUE
+    assert attributes["messaging.system"] == "langscale"
+    assert attributes["messaging.destination.name"] == "chat"
     assert attributes["messaging.operation.type"] == "process"
     assert attributes["messaging.message.id"] == run_id
     assert attributes["langscale.pipeline"] == "chat"
@@ -190,25 +222,19 @@ async def test_one_trace_from_http_request_through_the_queue_to_the_llm_call(
     assert "gen_ai.input.messages" not in llm_attributes
     assert "gen_ai.output.messages" not in llm_attributes
 
-    stored = await redis.hget(keys.run_key(run_id), TRACE_SPAN_FIELD)
-    assert stored.decode() == telemetry.format_span_context(consumer.context)
-    record = await runtime.runs.get(run_id)
-    assert record is not None and record.state == "succeeded"
+    record = (await gateway.get(f"/v1/runs/{run_id}")).json()
+    assert record["state"] == "succeeded"
 
 
 async def test_a_retried_attempt_links_to_the_previous_attempt(
     gateway: httpx.AsyncClient,
-    runtime: WorkerRuntime,
-    redis: Redis,
+    worker: InProcessWorker,
     exporter: InMemorySpanExporter,
 ) -> None:
-    from arq.worker import Retry
-
     run_id = await _submit(gateway, "flaky", {"x": 1})
-    job = await _job(redis, run_id)
-    with pytest.raises(Retry):
-        await run_pipeline({CTX_RUNTIME: runtime}, job)
-    assert await run_pipeline({CTX_RUNTIME: runtime}, job) == {"state": "succeeded"}
+    assert isinstance(await worker.attempt(run_id), Retry)
+    await asyncio.sleep(0.05)  # the retry's backoff (LANGSCALE_RETRY_BACKOFF)
+    assert isinstance(await worker.attempt(run_id), Succeeded)
 
     attempts = sorted(
         (
@@ -231,8 +257,7 @@ async def test_a_retried_attempt_links_to_the_previous_attempt(
 
 async def test_embedding_calls_are_spans_of_the_run(
     gateway: httpx.AsyncClient,
-    runtime: WorkerRuntime,
-    redis: Redis,
+    worker: InProcessWorker,
     exporter: InMemorySpanExporter,
     provider: TracerProvider,
 ) -> None:
@@ -241,9 +266,7 @@ async def test_embedding_calls_are_spans_of_the_run(
     if trace.get_tracer_provider() is not provider:
         pytest.skip("another test installed a global tracer provider")
     run_id = await _submit(gateway, "embed", {"texts": ["a", "b"]})
-    assert await run_pipeline({CTX_RUNTIME: runtime}, await _job(redis, run_id)) == {
-        "state": "succeeded"
-    }
+    assert isinstance(await worker.attempt(run_id), Succeeded)
     consumer = next(
         s
         for s in exporter.get_finished_spans()
@@ -268,7 +291,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def test_gateway_metrics_count_requests_runs_and_read_the_queue(
-    gateway: httpx.AsyncClient, runtime: WorkerRuntime
+    gateway: httpx.AsyncClient, worker: InProcessWorker
 ) -> None:
     await _submit(gateway, "chat", {"question": "counted"})
     response = await gateway.get("/metrics")
@@ -412,12 +435,7 @@ def test_one_trace_id_from_the_http_request_to_the_llm_call_across_processes(
         current = by_id[current.parent_span_id]
         chain.append(current.name)
     assert current is server, chain
-    assert chain == [
-        "chain chat",
-        "process langscale:queue",
-        "send langscale:queue",
-        "POST /{pipeline}/invoke",
-    ]
+    assert chain == ["chain chat", "process chat", "send chat", "POST /{pipeline}/invoke"]
     assert len({s.trace_id for s in spans}) == 1
     # Redis calls made inside the run are in the trace too.
     assert any(s.attributes.get("db.system") == "redis" for s in spans)
@@ -431,4 +449,4 @@ def test_worker_serves_its_metrics(stack: Stack) -> None:
     assert ("langscale_llm_cache_hits_total", ()) in samples
     assert ("langscale_llm_rate_limit_wait_seconds_total", ()) in samples
     gateway = _samples(httpx.get(f"{stack.url}/metrics", timeout=5).text)
-    assert ("langscale_queue_backlog_jobs", (("queue", "langscale:queue"),)) in gateway
+    assert ("langscale_queue_backlog_jobs", (("queue", "langscale"),)) in gateway

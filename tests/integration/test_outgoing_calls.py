@@ -15,7 +15,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from langscale import keys
+from langscale.keys import Keyspace
 from langscale.localredis import LocalRedis
 
 from support import Stack, openai_provider_settings, wait_until
@@ -51,12 +51,15 @@ def provider_requests(server: str, path: str = "chat") -> list[dict[str, Any]]:
     return [r for r in httpx.get(f"{server}/control").json()["requests"] if r["path"] == path]
 
 
-def run_all(stack: Stack, pipeline: str, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_all(
+    stack: Stack, pipeline: str, inputs: list[dict[str, Any]], stream: bool = False
+) -> list[dict[str, Any]]:
     """Queue the runs at once, then wait until every one has ended."""
     with httpx.Client(base_url=stack.url, timeout=10) as client:
         run_ids = []
         for value in inputs:
-            response = client.post("/v1/runs", json={"pipeline": pipeline, "input": value})
+            body = {"pipeline": pipeline, "input": value, "stream": stream}
+            response = client.post("/v1/runs", json=body)
             assert response.status_code == 202, response.text
             run_ids.append(response.json()["run_id"])
 
@@ -78,7 +81,7 @@ def test_the_budget_holds_across_worker_processes(
     stack: Stack, openai_server: str, redis_server: LocalRedis
 ) -> None:
     reset(openai_server)
-    records = run_all(stack, "chat", [{"question": f"q{i}"} for i in range(50)])
+    records = run_all(stack, "chat", [{"question": f"q{i}"} for i in range(50)], stream=True)
     assert all(r["state"] == "succeeded" for r in records), records
     times = [r["at"] for r in provider_requests(openai_server)]
     assert len(times) == 50
@@ -90,10 +93,11 @@ def test_the_budget_holds_across_worker_processes(
     assert max(times) - min(times) >= (50 - LIMIT - 1) * WINDOW / LIMIT
     # Runs that waited for budget say so in their event stream.
     redis = Redis.from_url(redis_server.url)
+    keyspace = Keyspace()
     waits = [
         json.loads(fields[b"d"])
         for r in records
-        for _, fields in redis.xrange(keys.stream_key(r["run_id"]))
+        for _, fields in redis.xrange(keyspace.events(r["run_id"]))
         if fields[b"t"] == b"wait"
     ]
     assert waits and all(w["reason"] == "rate_limit" and w["seconds"] > 0 for w in waits)

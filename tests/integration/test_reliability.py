@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from langscale import keys
+from langscale.keys import Keyspace
 from langscale.localredis import LocalRedis, start_local_redis
 
 from pipelines_for_tests import TEST_PIPELINES
@@ -68,23 +68,24 @@ def stack_factory(redis_server: LocalRedis, logs_dir: Path) -> Iterator[Any]:
 
 def test_kill_9_a_worker_mid_run_loses_nothing(stack_factory: Any) -> None:
     lease = 3.0
-    stack = stack_factory(workers=2, fake_latency=1.0, worker_concurrency=50, lease_seconds=lease)
-    responses = asyncio.run(submit_many(stack.url, 200, "chat", lambda i: {"question": f"k{i}"}))
+    stack = stack_factory(workers=2, fake_latency=0.5, worker_concurrency=10, lease_seconds=lease)
+    responses = asyncio.run(submit_many(stack.url, 60, "chat", lambda i: {"question": f"k{i}"}))
     run_ids = [r.json()["run_id"] for r in responses]
+    keyspace = Keyspace()
     with httpx.Client(base_url=stack.url, timeout=30) as client:
-        # Watch Redis directly (fast enough for 1 s runs) for a worker holding runs.
+        # Watch Redis directly (fast enough for 0.5 s runs) for a worker holding runs.
         with redis.Redis.from_url(stack.redis_url, decode_responses=True) as db:
 
             def running_by_pid() -> dict[str, list[str]] | None:
                 pipe = db.pipeline(transaction=False)
                 for run_id in run_ids:
-                    pipe.hmget(keys.run_key(run_id), "state", "worker")
+                    pipe.hmget(keyspace.run(run_id), "state", "worker")
                 held: dict[str, list[str]] = {}
                 for run_id, (state, worker) in zip(run_ids, pipe.execute(), strict=True):
                     if state == "running":
                         held.setdefault(worker.split(":")[1], []).append(run_id)
                 busiest = max(held.values(), key=len, default=[])
-                return held if len(busiest) >= 10 else None
+                return held if len(busiest) >= 5 else None
 
             by_pid = wait_until(running_by_pid, 30, interval=0.01)
         pid, held_list = max(by_pid.items(), key=lambda item: len(item[1]))
@@ -92,16 +93,17 @@ def test_kill_9_a_worker_mid_run_loses_nothing(stack_factory: Any) -> None:
         (victim,) = [w for w in stack.workers if str(w.pid) == pid]
         victim.stop(signal.SIGKILL)
         killed_at = time.time()
-        runs = all_final(client, run_ids, timeout=60)
+        runs = all_final(client, run_ids, timeout=90)
 
-    assert [r["state"] for r in runs] == ["succeeded"] * 200
-    assert [r["output"] for r in runs] == [f"You said: k{i}" for i in range(200)]
+    assert [r["state"] for r in runs] == ["succeeded"] * 60
+    assert [r["output"] for r in runs] == [f"You said: k{i}" for i in range(60)]
     resumed = [r for r in runs if r["attempts"] == 2]
     assert resumed and {r["run_id"] for r in resumed} <= held
     assert all(r["attempts"] <= 2 for r in runs)
-    # Taken over within the lease (plus a poll), not after arq's job timeout + 10 s.
-    latest_resume = max(r["started_at"] for r in resumed) - killed_at
-    assert latest_resume < lease + 3, f"resumed {latest_resume:.1f} s after the kill"
+    # Taken over once the lease lapses (plus a poll), not after a job timeout; the dead
+    # worker's runs are suspects then, each run alone in turn (crash isolation).
+    first_resume = min(r["started_at"] for r in resumed) - killed_at
+    assert first_resume < lease + 3, f"first resumed {first_resume:.1f} s after the kill"
 
 
 def test_sigterm_drains_running_runs_and_takes_no_new_ones(stack_factory: Any) -> None:

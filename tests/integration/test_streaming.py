@@ -110,11 +110,16 @@ def test_a_streamed_run_publishes_states_chunks_and_its_output(client: httpx.Cli
     assert all(ids) and len(set(ids)) == len(ids)
 
 
-def test_every_run_streams_its_states_and_final_output(client: httpx.Client) -> None:
+def test_a_run_nobody_streamed_can_still_be_followed_to_its_end(client: httpx.Client) -> None:
     run_id = submit(client, "chat", {"question": "quiet"})
+    wait_until(lambda: state_of(client, run_id)["state"] == "succeeded", 10)
     events = read_stream(client, run_id)
-    assert [kind for _, kind, _ in events] == ["state", "state", "end"]
-    assert events[-1][2]["output"] == "You said: quiet"
+    assert events == [
+        ("1", "end", {"state": "succeeded", "output": "You said: quiet", "error": None})
+    ]
+    slow = submit(client, "sleepy", {"seconds": 0.5})
+    events = read_stream(client, slow)  # followed while queued or running: from then on
+    assert events[0][1] == "state" and events[-1][1] == "end"
 
 
 def test_resume_with_last_event_id_gives_exactly_the_rest(client: httpx.Client) -> None:
@@ -234,9 +239,9 @@ def test_cancel_a_finished_run_is_409(client: httpx.Client) -> None:
 
 def run_created_since(db: redis.Redis, pipeline: str, since: float) -> str | None:
     """The id of a run of ``pipeline`` created after ``since`` (this module's Redis)."""
-    for key in db.scan_iter(keys.run_key("*")):
+    for key in db.scan_iter(f"*}}:{keys.RUN}:*"):
         run = db.hgetall(key)
-        if run.get("pipeline") == pipeline and float(run["created_at"]) >= since:
+        if run.get("pipeline") == pipeline and int(run["created"]) >= since * 1000:
             return str(key).rsplit(":", 1)[1]
     return None
 

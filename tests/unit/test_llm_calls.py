@@ -6,21 +6,22 @@ The provider is the fake one, counting its calls (the only fake allowed).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableConfig
+from lifecycle_helpers import claim_all, lifecycle_config, next_attempt, submit
 from redis.asyncio import Redis
 
-from langscale.contract import JobSpec, new_run_id
+from langscale.contract import EventType
+from langscale.lifecycle import Claim, Leases, RunStore, StaleAttempt
 from langscale.localredis import LocalRedis
-from langscale.runs import RunStore
 from langscale.settings import Settings
 from langscale_worker import outgoing
 from langscale_worker.batching import BatchingEmbeddings
+from langscale_worker.context import attempt_metadata
 from langscale_worker.providers.fake import FakeChatModel, FakeEmbeddings, fake_vector
 
 
@@ -46,33 +47,41 @@ class CountingEmbeddings(FakeEmbeddings):
 
 
 @pytest.fixture
-async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
+def store(redis: Redis, redis_server: LocalRedis) -> RunStore:
+    return RunStore(redis, lifecycle_config(redis_server.url, result_ttl=60))
 
 
 @pytest.fixture
-def store(redis: Redis) -> RunStore:
-    return RunStore(redis, queue_name="test:queue", result_ttl=60)
+def leases(redis: Redis, store: RunStore) -> Leases:
+    return Leases(redis, store.config, "test-worker", ["chat", "summarize"])
 
 
-def bind(redis: Redis, redis_server: LocalRedis, **settings: Any) -> Settings:
+def bind(redis: Redis, redis_server: LocalRedis, leases: Leases, **settings: Any) -> Settings:
+    """The worker process's binding: its pool, its leases, and a publisher of events."""
     values = Settings(redis_url=redis_server.url, **settings)
-    outgoing.bind(redis, values)
+
+    async def publish(run_id: str, fence: str, events: list[tuple[EventType, str]]) -> None:
+        (written,) = await leases.append(0, [(run_id, fence, events)])
+        if written < 0:
+            raise StaleAttempt(run_id)
+
+    outgoing.bind(redis, values, leases, publish)
     return values
 
 
-async def start_run(store: RunStore, pipeline: str = "chat") -> str:
-    spec = JobSpec(run_id=new_run_id(), pipeline=pipeline, input={})
-    await store.enqueue([spec])
-    await store.start(spec.run_id)
-    return spec.run_id
+async def start_run(store: RunStore, leases: Leases, pipeline: str = "chat") -> Claim:
+    """A new run, streamed, and its first attempt."""
+    (run_id,) = await submit(store, pipeline, streamed=True)
+    (claim,) = [c for c in await claim_all(leases) if c.run_id == run_id]
+    return claim
 
 
-def config(run_id: str, tenant: str = "t1") -> RunnableConfig:
-    return {"metadata": {"langscale_run_id": run_id, "langscale_tenant": tenant}}
+def config(claim: Claim, tenant: str = "t1") -> RunnableConfig:
+    return {
+        "metadata": attempt_metadata(
+            claim.run_id, claim.fence, tenant, claim.pipeline, claim.attempt
+        )
+    }
 
 
 def chain(model: Any) -> Any:
@@ -81,79 +90,91 @@ def chain(model: Any) -> Any:
 
 
 async def test_a_retried_attempt_replays_the_calls_it_completed(
-    redis: Redis, redis_server: LocalRedis, store: RunStore
+    redis: Redis, redis_server: LocalRedis, store: RunStore, leases: Leases
 ) -> None:
-    bind(redis, redis_server)
+    bind(redis, redis_server, leases)
     inner = CountingChat()
     pipeline = chain(outgoing.limited(inner))
-    run_id = await start_run(store)
+    claim = await start_run(store, leases)
 
-    async def attempt() -> list[str]:
+    async def attempt(claim: Claim) -> list[str]:
         # Concurrent calls, two of them with equal inputs: slots count per input.
-        answers = await pipeline.abatch([{"q": "a"}, {"q": "b"}, {"q": "a"}], config=config(run_id))
-        last = await pipeline.ainvoke({"q": "c"}, config=config(run_id))
+        inputs = [{"q": "a"}, {"q": "b"}, {"q": "a"}]
+        answers = await pipeline.abatch(inputs, config=config(claim))
+        last = await pipeline.ainvoke({"q": "c"}, config=config(claim))
         return [*answers, last]
 
-    first = await attempt()
+    first = await attempt(claim)
     assert inner.calls == 4
-    await store.start(run_id)  # attempt 2
-    assert await attempt() == first
+    claim = await next_attempt(leases, claim)
+    assert await attempt(claim) == first
     assert inner.calls == 4  # nothing paid twice
-    await store.start(run_id)  # attempt 3 goes further than the others did
-    await pipeline.ainvoke({"q": "a"}, config=config(run_id))
-    await pipeline.ainvoke({"q": "a"}, config=config(run_id))
-    await pipeline.ainvoke({"q": "a"}, config=config(run_id))
+    claim = await next_attempt(leases, claim)  # attempt 3 goes further than the others did
+    for _ in range(3):
+        await pipeline.ainvoke({"q": "a"}, config=config(claim))
     assert inner.calls == 5  # the third "a" of this attempt is new
 
 
-async def test_streamed_calls_are_replayed_too(
-    redis: Redis, redis_server: LocalRedis, store: RunStore
+async def test_a_stale_attempt_can_neither_replay_nor_record_answers(
+    redis: Redis, redis_server: LocalRedis, store: RunStore, leases: Leases
 ) -> None:
-    bind(redis, redis_server)
+    bind(redis, redis_server, leases)
+    pipeline = chain(outgoing.limited(CountingChat()))
+    stale = await start_run(store, leases)
+    await next_attempt(leases, stale)  # another attempt holds the run now
+    with pytest.raises(StaleAttempt):
+        await pipeline.ainvoke({"q": "a"}, config=config(stale))
+
+
+async def test_streamed_calls_are_replayed_too(
+    redis: Redis, redis_server: LocalRedis, store: RunStore, leases: Leases
+) -> None:
+    bind(redis, redis_server, leases)
     inner = CountingChat()
     pipeline = chain(outgoing.limited(inner))
-    run_id = await start_run(store)
-    chunks = [c async for c in pipeline.astream({"q": "hello there"}, config=config(run_id))]
+    claim = await start_run(store, leases)
+    chunks = [c async for c in pipeline.astream({"q": "hello there"}, config=config(claim))]
     assert "".join(chunks) == "You said: hello there" and inner.calls == 1
-    await store.start(run_id)
-    again = [c async for c in pipeline.astream({"q": "hello there"}, config=config(run_id))]
+    claim = await next_attempt(leases, claim)
+    again = [c async for c in pipeline.astream({"q": "hello there"}, config=config(claim))]
     assert "".join(again) == "You said: hello there" and inner.calls == 1
 
 
 async def test_cache_serves_opted_in_pipelines_per_tenant(
-    redis: Redis, redis_server: LocalRedis, store: RunStore
+    redis: Redis, redis_server: LocalRedis, store: RunStore, leases: Leases
 ) -> None:
-    bind(redis, redis_server, llm_cache_pipelines=["chat"], llm_replay=False)
+    bind(redis, redis_server, leases, llm_cache_pipelines=["chat"], llm_replay=False)
     inner = CountingChat()
     pipeline = chain(outgoing.limited(inner))
     for _ in range(3):
-        run_id = await start_run(store, "chat")
-        assert await pipeline.ainvoke({"q": "x"}, config=config(run_id)) == "You said: x"
+        claim = await start_run(store, leases, "chat")
+        assert await pipeline.ainvoke({"q": "x"}, config=config(claim)) == "You said: x"
     assert inner.calls == 1
     assert outgoing.current().stats.cache_hits == 2
-    other_tenant = await start_run(store, "chat")
+    other_tenant = await start_run(store, leases, "chat")
     await pipeline.ainvoke({"q": "x"}, config=config(other_tenant, tenant="t2"))
     assert inner.calls == 2  # tenants do not see each other's answers
     for _ in range(2):
-        not_opted_in = await start_run(store, "summarize")
+        not_opted_in = await start_run(store, leases, "summarize")
         await pipeline.ainvoke({"q": "x"}, config=config(not_opted_in))
     assert inner.calls == 4
     different_parameters = chain(outgoing.limited(CountingChat(model_name="other")))
-    run_id = await start_run(store, "chat")
-    await different_parameters.ainvoke({"q": "x"}, config=config(run_id))
+    claim = await start_run(store, leases, "chat")
+    await different_parameters.ainvoke({"q": "x"}, config=config(claim))
     assert outgoing.current().stats.cache_hits == 2  # another model: another key
 
 
 async def test_rate_limited_model_waits_and_records_it_in_the_run_stream(
-    redis: Redis, redis_server: LocalRedis, store: RunStore
+    redis: Redis, redis_server: LocalRedis, store: RunStore, leases: Leases
 ) -> None:
-    bind(redis, redis_server, llm_rate_limits={"fake/*": {"rpm": 5}}, llm_rate_window=1.0)
+    rate = {"llm_rate_limits": {"fake/*": {"rpm": 5}}, "llm_rate_window": 1.0}
+    bind(redis, redis_server, leases, **rate)
     inner = CountingChat()
     pipeline = chain(outgoing.limited(inner))
-    run_id = await start_run(store)
-    await pipeline.abatch([{"q": str(i)} for i in range(4)], config=config(run_id))
-    events = await store.read_events(run_id, "0", block_ms=0)
-    waits = [data for _, kind, data in events if kind.value == "wait"]
+    claim = await start_run(store, leases)
+    await pipeline.abatch([{"q": str(i)} for i in range(4)], config=config(claim))
+    events = await store.read_events(claim.run_id, 0)
+    waits = [data for _, kind, data in events if kind is EventType.WAIT]
     assert waits and '"reason": "rate_limit"' in waits[-1]
     assert outgoing.current().stats.limiter.granted == 4
 

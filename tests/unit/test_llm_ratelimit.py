@@ -21,14 +21,6 @@ from langscale_worker.ratelimit import (
 
 
 @pytest.fixture
-async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def clients(redis_server: LocalRedis) -> AsyncIterator[list[Redis]]:
     """Separate connection pools, as separate worker processes would have."""
     pools = [Redis.from_url(redis_server.url) for _ in range(4)]

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry import trace
 
 import langscale
 from langscale import telemetry
-from langscale.queue import QueueMonitor
+from langscale.lifecycle import LifecycleConfig, RunStore, StreamHub
 from langscale.redis import create_redis
-from langscale.runs import RunStore
 from langscale.settings import Settings, get_settings
 from langscale_gateway import errors
 from langscale_gateway.auth import Authenticator
 from langscale_gateway.body_limit import BodySizeLimit
 from langscale_gateway.catalog import PipelineCatalog
+from langscale_gateway.drain import Drain
 from langscale_gateway.observability import HttpMetrics
 from langscale_gateway.routes import langserve, runs, system
 from langscale_gateway.service import RunService
@@ -30,26 +31,33 @@ def create_app(
     """The gateway app. Spans go to ``tracer_provider``, else to the global provider
     (:func:`langscale.telemetry.setup_tracing`); with neither, tracing costs nothing."""
     settings = settings or get_settings()
+    drain = Drain(settings.gateway_drain_timeout)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = create_redis(settings)
-        store = RunStore.from_settings(redis, settings)
+        config = LifecycleConfig.from_settings(settings)
+        store = RunStore(redis, config)
+        hub = StreamHub(
+            redis, config.keyspace, lambda: create_redis(settings, single_connection=True)
+        )
         waiter = RunWaiter(redis, store)
         await waiter.start()
         app.state.auth = Authenticator(settings, redis)
         app.state.service = RunService(
             settings=settings,
             runs=store,
-            catalog=PipelineCatalog(redis, ttl=settings.pipeline_cache_ttl),
+            catalog=PipelineCatalog(store, ttl=settings.pipeline_cache_ttl),
             waiter=waiter,
-            queue=QueueMonitor(redis, settings.queue_name),
+            hub=hub,
+            drain=drain,
             tracer=telemetry.get_tracer(tracer_provider),
         )
         try:
             yield
         finally:
             await waiter.stop()
+            await hub.close()
             await redis.aclose()
 
     app = FastAPI(
@@ -58,6 +66,7 @@ def create_app(
         description="Queue LangChain runs for langscale workers; LangServe-compatible.",
         lifespan=lifespan,
     )
+    app.state.drain = drain
     errors.install(app)
     # Fixed routes first: /v1/... must never be taken for /{pipeline}/...
     app.include_router(system.router)
@@ -84,10 +93,19 @@ def run(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     telemetry.setup_tracing("langscale-gateway")
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.state.drain.begin()  # requests and streams in flight get the window
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_level="warning",
-        timeout_graceful_shutdown=30,
+        # uvicorn's own wait follows the drain window (plus the time to send the last bytes).
+        timeout_graceful_shutdown=int(settings.gateway_drain_timeout) + 1,
     )
+    Server(config).run()

@@ -22,8 +22,8 @@ from pathlib import Path
 from fastapi import Request
 from redis.asyncio import Redis
 
-from langscale import keys
 from langscale.contract import DEFAULT_TENANT
+from langscale.keys import Keyspace
 from langscale.settings import Settings
 from langscale_gateway.errors import ApiError
 
@@ -125,6 +125,7 @@ class Authenticator:
             else None
         )
         self.rate_limit = settings.rate_limit_per_minute
+        self.keyspace = Keyspace(settings.queue_name)
         self._gcra = redis.register_script(_GCRA)
         if not self.enabled:
             logger.warning(
@@ -168,7 +169,7 @@ class Authenticator:
         principal = self._principal(request)
         if self.rate_limit and principal is not ANONYMOUS:
             wait_ms = await self._gcra(
-                keys=[keys.rate_limit_key(principal.key_id)], args=[self.rate_limit]
+                keys=[self.keyspace.rate_limit(principal.key_id)], args=[self.rate_limit]
             )
             if wait_ms:
                 seconds = max(1, math.ceil(int(wait_ms) / 1000))

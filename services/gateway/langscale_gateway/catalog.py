@@ -8,10 +8,9 @@ from typing import Any
 
 from jsonschema import validators
 from jsonschema.protocols import Validator
-from redis.asyncio import Redis
 
-from langscale import catalog
 from langscale.contract import PipelineDefinition
+from langscale.lifecycle import Catalog, RunStore
 from langscale_gateway.errors import ApiError
 
 
@@ -34,19 +33,22 @@ class KnownPipeline:
 
 
 class PipelineCatalog:
-    """Pipeline definitions read from Redis at most every ``ttl`` seconds."""
+    """The pipelines workers serve (their heartbeats, in Redis), read at most every ``ttl``
+    seconds."""
 
-    def __init__(self, redis: Redis, ttl: float) -> None:
-        self.redis = redis
+    def __init__(self, store: RunStore, ttl: float) -> None:
+        self.store = store
         self.ttl = ttl
         self._pipelines: dict[str, KnownPipeline] = {}
+        self.latest = Catalog({}, {}, 0)
         self._loaded_at = float("-inf")
 
     async def all(self) -> dict[str, KnownPipeline]:
         if time.monotonic() - self._loaded_at > self.ttl:
-            definitions = await catalog.load(self.redis)
+            self.latest = await self.store.catalog()
             self._pipelines = {
-                name: self._known(definition) for name, definition in definitions.items()
+                name: self._known(definition)
+                for name, definition in self.latest.definitions.items()
             }
             self._loaded_at = time.monotonic()
         return self._pipelines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from langscale.redis import UNAVAILABLE
+
+logger = logging.getLogger(__name__)
+
+# Seconds a client should wait before trying again after a 503 (Redis unreachable).
+REDIS_RETRY_AFTER = 5
 
 
 class ApiError(Exception):
@@ -40,6 +48,10 @@ def error_response(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+def api_error_response(exc: ApiError) -> JSONResponse:
+    return error_response(exc.status_code, exc.type, exc.message, exc.headers, **exc.details)
+
+
 def json_path(location: tuple[int | str, ...] | list[int | str]) -> str:
     """``("body", "input", 0, "x")`` -> ``$.input[0].x`` (the request body is ``$``)."""
     path = "$"
@@ -59,7 +71,7 @@ _STATUS_TYPES = {
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status_code, exc.type, exc.message, exc.headers, **exc.details)
+        return api_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,14 +94,26 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RedisError)
-    async def _redis_down(_: Request, exc: RedisError) -> JSONResponse:
-        # Not the client's fault and not lost: nothing was queued. Say when to come back.
-        return error_response(
-            503,
-            "redis_unavailable",
-            "the queue is unreachable right now; nothing was queued, retry shortly",
-            {"Retry-After": "5"},
-        )
+    async def _redis_error(request: Request, exc: RedisError) -> JSONResponse:
+        return _unavailable(request, exc)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        return _unavailable(request, exc)
+
+    @app.exception_handler(ExceptionGroup)
+    async def _group(request: Request, exc: ExceptionGroup) -> JSONResponse:
+        # Task groups (waiting for a run while watching the client) wrap what they raise.
+        leaf = first_leaf(exc)
+        if isinstance(leaf, ApiError):
+            return api_error_response(leaf)
+        if isinstance(leaf, RedisError | OSError):
+            return _unavailable(request, leaf)
+        return _internal(request, exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return _internal(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -100,3 +124,29 @@ def install(app: FastAPI) -> None:
             message,
             dict(exc.headers) if exc.headers else None,
         )
+
+
+def first_leaf(group: BaseException) -> BaseException:
+    """The first exception inside (possibly nested) exception groups."""
+    while isinstance(group, BaseExceptionGroup) and group.exceptions:
+        group = group.exceptions[0]
+    return group
+
+
+def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, UNAVAILABLE) and isinstance(exc, RedisError):
+        return _internal(request, exc)
+    # Not the client's fault: say when to come back (a run, if one was queued, goes on).
+    logger.warning("Redis unavailable during %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        503,
+        "redis_unavailable",
+        "the queue is unreachable right now; retry shortly",
+        {"Retry-After": str(REDIS_RETRY_AFTER)},
+        retry_after=REDIS_RETRY_AFTER,
+    )
+
+
+def _internal(request: Request, exc: BaseException) -> JSONResponse:
+    logger.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "the gateway failed to answer this request")

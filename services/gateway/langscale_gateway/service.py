@@ -1,4 +1,8 @@
-"""Submitting runs and waiting for them: what the runs API and LangServe routes share."""
+"""What the runs API and the LangServe routes decide: validate, admit, submit, wait, cancel.
+
+Decisions only: every Redis read and write goes through the lifecycle's
+:class:`~langscale.lifecycle.RunStore`.
+"""
 
 from __future__ import annotations
 
@@ -13,26 +17,33 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from langscale import keys, metrics, telemetry
+from langscale import metrics, telemetry
 from langscale.contract import (
     JobSpec,
     RunRecord,
     RunState,
     StreamMode,
     is_valid_run_id,
-    new_run_id,
+    storable_problems,
 )
-from langscale.queue import QueueMonitor, QueueStats
-from langscale.runs import RunStore
+from langscale.lifecycle import QueueStats, RunStore, StreamHub
 from langscale.settings import Settings
 from langscale_gateway.auth import Principal
 from langscale_gateway.catalog import PipelineCatalog
+from langscale_gateway.drain import Drain
 from langscale_gateway.errors import ApiError
 from langscale_gateway.waiter import RunWaiter
 
-# How long one reading of the queue serves admission decisions: one Redis call per
-# interval per gateway, not per request.
-ADMISSION_READING_SECONDS = 0.25
+# How long one reading of the queue figures serves (admission's Retry-After, metrics):
+# one Redis call per interval per gateway, not per request.
+QUEUE_READING_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    run_ids: list[str]
+    state: RunState = RunState.QUEUED
+    replayed: bool = False  # an Idempotency-Key seen before: its run, as it is now
 
 
 @dataclass
@@ -41,36 +52,29 @@ class RunService:
     runs: RunStore
     catalog: PipelineCatalog
     waiter: RunWaiter
-    queue: QueueMonitor
+    hub: StreamHub
+    drain: Drain
     tracer: trace.Tracer = field(default_factory=telemetry.get_tracer, repr=False)
     _reading: tuple[float, QueueStats] | None = field(default=None, repr=False)
 
     async def queue_stats(self, max_age: float = 0.0) -> QueueStats:
         now = time.monotonic()
         if self._reading is None or now - self._reading[0] > max_age:
-            self._reading = (now, await self.queue.read())
+            pipelines = sorted(await self.catalog.all())
+            stats = await self.runs.pipeline_stats(pipelines)
+            self._reading = (now, QueueStats.total(self.settings.queue_name, stats))
         return self._reading[1]
 
-    async def admit(self, count: int) -> None:
-        """Refuse new runs with 429 while the queue's ready depth is over the limit."""
-        limit = self.settings.admission_max_ready
-        if not limit:
-            return
-        stats = await self.queue_stats(ADMISSION_READING_SECONDS)
-        if stats.ready + count <= limit:
-            return
-        excess = stats.ready + count - limit
-        # Time for the fleet to drain the excess at its current pace (30 s if stalled).
-        seconds = excess / stats.completed_per_second if stats.completed_per_second else 30
-        retry_after = min(300, max(1, math.ceil(seconds)))
-        metrics.ADMISSION_REJECTED.inc()
-        raise ApiError(
-            429,
-            "queue_full",
-            f"the queue holds {stats.ready} ready runs (limit {limit}); retry later",
-            headers={"Retry-After": str(retry_after)},
-            retry_after=retry_after,
-        )
+    def check_storable(self, value: Any, path: str) -> None:
+        """422 unless ``value`` can be stored with a run and read back unchanged."""
+        problems = storable_problems(value, path, self.settings.max_input_depth)
+        if problems:
+            raise ApiError(
+                422,
+                "invalid_input",
+                "the request holds values a run cannot store (see errors)",
+                errors=problems,
+            )
 
     async def submit(
         self,
@@ -82,90 +86,88 @@ class RunService:
         input_paths: Sequence[str] | None = None,
         stream: StreamMode = StreamMode.OFF,
         idempotency_key: str | None = None,
-    ) -> list[str]:
-        """Validate every input, admit, then enqueue all runs or none."""
-        known = await self.catalog.get(pipeline)
+    ) -> SubmitResult:
+        """Validate every input, then admit and enqueue all runs or none, in one step."""
         paths = input_paths or ["$.input"] * len(inputs)
+        for value, config, path in zip(inputs, configs, paths, strict=True):
+            self.check_storable(value, path)
+            self.check_storable(config, "$.config")
+        if metadata:
+            self.check_storable(metadata, "$.metadata")
+        known = await self.catalog.get(pipeline)
         for value, path in zip(inputs, paths, strict=True):
             known.check_input(value, path)
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+            raise ApiError(422, "invalid_idempotency_key", "Idempotency-Key: 1 to 255 characters")
+        partition = self.runs.partition_for(caller.tenant, idempotency_key)
+        run_ids = self.runs.new_run_ids(len(inputs), partition)
         specs = [
             JobSpec(
-                run_id=new_run_id(),
+                run_id=run_id,
                 pipeline=pipeline,
                 input=value,
                 config=config,
                 stream=stream,
                 tenant=caller.tenant,
             )
-            for value, config in zip(inputs, configs, strict=True)
+            for run_id, value, config in zip(run_ids, inputs, configs, strict=True)
         ]
-        reserved = None
+        idempotency = None
         if idempotency_key is not None:
-            request_hash = _request_hash(pipeline, inputs, configs, metadata, stream)
-            existing = await self._reserve(caller, idempotency_key, specs[0].run_id, request_hash)
-            if existing is not None:  # a replay: the same run, even when the queue is full
-                return [existing]
-            reserved = keys.idempotency_key(caller.tenant, idempotency_key)
-        try:
-            await self.admit(len(inputs))
-            await self._send(specs, metadata, caller.tenant)
-        except BaseException:
-            if reserved:  # nothing was queued: free the key for the client's retry
-                await self.runs.redis.delete(reserved)
-            raise
-        return [spec.run_id for spec in specs]
-
-    async def _send(
-        self, specs: list[JobSpec], metadata: dict[str, Any] | None, tenant: str
-    ) -> None:
-        """Enqueue under a PRODUCER span whose W3C context (traceparent, tracestate,
-        baggage) each job carries to the worker's CONSUMER span."""
-        queue = self.settings.queue_name
-        attributes: dict[str, str | int] = {
-            "messaging.system": "arq",
-            "messaging.operation.type": "send",
-            "messaging.operation.name": "send",
-            "messaging.destination.name": queue,
-            "langscale.pipeline": specs[0].pipeline,
-        }
-        if len(specs) == 1:
-            attributes["messaging.message.id"] = specs[0].run_id
-            attributes["langscale.run.id"] = specs[0].run_id
-        else:
-            attributes["messaging.batch.message_count"] = len(specs)
+            idempotency = (
+                idempotency_key,
+                _request_hash(pipeline, inputs, configs, metadata, stream),
+            )
+        # A PRODUCER span whose W3C context each job carries to the worker's CONSUMER span.
+        attributes = telemetry.messaging_attributes(
+            "send", pipeline, run_ids[0] if len(run_ids) == 1 else None, batch=len(run_ids)
+        )
         with self.tracer.start_as_current_span(
-            f"send {queue}", kind=SpanKind.PRODUCER, attributes=attributes
+            f"send {pipeline}", kind=SpanKind.PRODUCER, attributes=attributes
         ):
             for spec in specs:
                 propagate.inject(spec.trace_context)
-            await self.runs.enqueue(specs, metadata, tenant=tenant)
-        metrics.RUNS_SUBMITTED.labels(specs[0].pipeline).inc(len(specs))
-
-    async def _reserve(
-        self, caller: Principal, key: str, run_id: str, request_hash: str
-    ) -> str | None:
-        """Bind an Idempotency-Key to a new run; the run it already names (same request),
-        or 409 (another request). None: the key is new and now bound to ``run_id``."""
-        if not 1 <= len(key) <= 255:
-            raise ApiError(422, "invalid_idempotency_key", "Idempotency-Key: 1 to 255 characters")
-        redis_key = keys.idempotency_key(caller.tenant, key)
-        value = f"{run_id} {request_hash}"
-        redis = self.runs.redis
-        if await redis.set(redis_key, value, nx=True, ex=self.settings.idempotency_window):
-            return None
-        stored = await redis.get(redis_key)
-        if stored is None:  # expired in between: take it
-            await redis.set(redis_key, value, ex=self.settings.idempotency_window)
-            return None
-        existing_run, _, existing_hash = stored.decode().partition(" ")
-        if existing_hash != request_hash:
+            submitted = await self.runs.submit(
+                specs,
+                tenant=caller.tenant,
+                metadata=metadata,
+                streamed=stream is not StreamMode.OFF,
+                idempotency=idempotency,
+            )
+        if submitted.outcome == "queued":
+            metrics.RUNS_SUBMITTED.labels(pipeline).inc(len(specs))
+            return SubmitResult(submitted.run_ids)
+        if submitted.outcome == "replay":
+            return SubmitResult(submitted.run_ids, submitted.state or RunState.QUEUED, True)
+        if submitted.outcome == "conflict":
             raise ApiError(
                 409,
                 "idempotency_key_reused",
                 "this Idempotency-Key was used with a different request",
-                run_id=existing_run,
+                run_id=submitted.run_ids[0],
             )
-        return existing_run
+        raise await self._queue_full(pipeline, submitted.due, len(specs))
+
+    async def _queue_full(self, pipeline: str, due: int, count: int) -> ApiError:
+        """429 with the time the fleet needs to drain the excess at its current pace."""
+        metrics.ADMISSION_REJECTED.inc()
+        limit = self.settings.admission_max_ready
+        try:
+            stats = await self.queue_stats(QUEUE_READING_SECONDS)
+            rate = next(
+                (p.completed_per_second for p in stats.pipelines if p.pipeline == pipeline), 0.0
+            )
+        except Exception:  # the refusal stands without a rate: a safe default wait
+            rate = 0.0
+        excess = max(1, due * self.runs.config.partitions + count - limit)
+        retry_after = min(300, max(1, math.ceil(excess / rate))) if rate else 30
+        return ApiError(
+            429,
+            "queue_full",
+            f"the {pipeline} queue holds {due} ready runs (limit {limit}); retry later",
+            headers={"Retry-After": str(retry_after)},
+            retry_after=retry_after,
+        )
 
     async def get(self, caller: Principal, run_id: str) -> RunRecord:
         if not is_valid_run_id(run_id):
@@ -237,11 +239,22 @@ class RunService:
         return requested
 
     async def wait(self, run_ids: Sequence[str], timeout: float) -> list[RunRecord]:
-        records = await self.waiter.wait(run_ids, timeout)
+        """The runs once all ended, or as they are when ``timeout`` passes or the gateway's
+        drain window ends (then 503 naming them: they go on)."""
+        records = await self.waiter.wait(run_ids, timeout, stop=self.drain.expired)
         missing = [run_id for run_id, r in zip(run_ids, records, strict=True) if r is None]
         if missing:  # expired between enqueue and now: only with a tiny result TTL
             raise ApiError(404, "run_not_found", f"run {missing[0]} expired before it ended")
-        return [r for r in records if r is not None]
+        done = [r for r in records if r is not None]
+        if self.drain.expired.is_set() and not all(r.state.is_final for r in done):
+            raise ApiError(
+                503,
+                "gateway_restarting",
+                f"this gateway is restarting; the runs go on: poll GET /v1/runs/{run_ids[0]}",
+                headers={"Retry-After": "1"},
+                run_ids=list(run_ids),
+            )
+        return done
 
 
 def require_admin(caller: Principal) -> None:

@@ -1,46 +1,70 @@
-"""Relaying a run's Redis Stream as Server-Sent Events, and noticing clients that leave.
+"""Relaying a run's events as Server-Sent Events, and telling a client that leaves from a
+gateway that stops.
 
-The relay reads Redis at the client's pace (``XREAD COUNT`` after each batch is sent), so
-a slow client never makes the gateway buffer a run's output in memory.
+The relay reads Redis at the client's pace (``lifecycle.streams.follow``), so a slow client
+never makes the gateway buffer a run's output, and it waits for new events on the
+process's stream hub rather than on a Redis connection of its own.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 from fastapi import Request
-from sse_starlette import ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Message
 
 from langscale.contract import EventType, RunState
-from langscale.runs import RunStore
+from langscale.lifecycle import RunStore, StreamHub, follow
+from langscale_gateway.drain import Drain
+from langscale_gateway.errors import first_leaf
 
 T = TypeVar("T")
 
-BLOCK_MS = 5_000
+
+class StreamSession:
+    """How one SSE response ends: its client left, or the gateway drains."""
+
+    def __init__(self, drain: Drain) -> None:
+        self.drain = drain
+        self.client_left = False
+
+    async def on_client_close(self, message: Message) -> None:
+        self.client_left = True
+
+    def response(
+        self, events: AsyncIterator[ServerSentEvent], headers: dict[str, str] | None = None
+    ) -> EventSourceResponse:
+        return EventSourceResponse(
+            events,
+            headers=headers,
+            client_close_handler_callable=self.on_client_close,
+            # sse-starlette would cut streams at once on shutdown: give them the window.
+            shutdown_grace_period=self.drain.seconds,
+        )
 
 
-async def run_events(
-    runs: RunStore, run_id: str, after: str = "0"
-) -> AsyncIterator[tuple[str, EventType, str]]:
-    """A run's events after stream id ``after``, up to and including its ``end``."""
-    while True:
-        events = await runs.read_events(run_id, after, block_ms=BLOCK_MS)
-        for event_id, event_type, data in events:
-            yield event_id, event_type, data
-            after = event_id
-            if event_type is EventType.END:
-                return
-        if not events and await runs.get(run_id) is None:
-            return  # expired while we waited
+def _reconnect(last_seq: int) -> ServerSentEvent:
+    return ServerSentEvent(
+        event="reconnect",
+        data=json.dumps({"reason": "gateway_shutdown", "last_event_id": str(last_seq)}),
+        retry=1000,
+    )
 
 
-async def v1_events(runs: RunStore, run_id: str, after: str) -> AsyncIterator[ServerSentEvent]:
-    """``GET /v1/runs/{id}/stream``: every event, with its stream id as the SSE id."""
-    async for event_id, event_type, data in run_events(runs, run_id, after):
-        yield ServerSentEvent(data=data, event=event_type.value, id=event_id)
+async def v1_events(
+    runs: RunStore, hub: StreamHub, run_id: str, after: int, session: StreamSession
+) -> AsyncIterator[ServerSentEvent]:
+    """``GET /v1/runs/{id}/stream``: every event, its number as the SSE id."""
+    last, ended = after, False
+    async for event in follow(runs, hub, run_id, after, stop=session.drain.expired):
+        yield ServerSentEvent(data=event.data, event=event.type.value, id=str(event.seq))
+        last, ended = event.seq, event.type is EventType.END
+    if not ended and session.drain.expired.is_set():
+        yield _reconnect(last)
 
 
 def _langserve_error(status_code: int, message: str) -> ServerSentEvent:
@@ -50,29 +74,40 @@ def _langserve_error(status_code: int, message: str) -> ServerSentEvent:
 
 
 async def langserve_events(
-    runs: RunStore, run_id: str, on_leave: Any = None
+    runs: RunStore,
+    hub: StreamHub,
+    run_id: str,
+    session: StreamSession,
+    on_client_left: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """LangServe's ``/stream`` format: ``metadata``, ``data``..., then ``end`` or ``error``.
 
-    A retry after chunks were sent ends the stream with an error rather than letting the
-    client glue two attempts' outputs together.
+    LangServe's client cannot resume, so whatever would make it miss or repeat output ends
+    the stream with an error that names the run (which goes on): a retry after chunks were
+    sent, a gap (the reader fell behind what the stream keeps), the gateway draining.
     """
     sent_data = False
+    follow_it = f"follow GET /v1/runs/{run_id}/stream for the rest"
     try:
         yield ServerSentEvent(data=json.dumps({"run_id": run_id}), event="metadata")
-        async for _, event_type, data in run_events(runs, run_id):
-            if event_type is EventType.DATA:
+        async for event in follow(runs, hub, run_id, stop=session.drain.expired):
+            if event.type is EventType.DATA:
                 sent_data = True
-                yield ServerSentEvent(data=data, event="data")
-            elif event_type is EventType.RETRY and sent_data:
+                yield ServerSentEvent(data=event.data, event="data")
+            elif event.type is EventType.RETRY and sent_data:
                 yield _langserve_error(
                     503,
-                    f"run {run_id} was retried after partial output; its output restarted. "
-                    f"Follow GET /v1/runs/{run_id}/stream or retry the request.",
+                    f"run {run_id} was retried after partial output; its output restarted: "
+                    f"{follow_it}, or retry the request",
                 )
                 return
-            elif event_type is EventType.END:
-                end = json.loads(data)
+            elif event.type is EventType.GAP:
+                yield _langserve_error(
+                    503, f"this stream fell behind run {run_id}'s output; {follow_it}"
+                )
+                return
+            elif event.type is EventType.END:
+                end = json.loads(event.data)
                 state = RunState(end["state"])
                 if state is RunState.SUCCEEDED:
                     yield ServerSentEvent(event="end")
@@ -80,11 +115,16 @@ async def langserve_events(
                     error = end.get("error") or {}
                     status = 409 if state is RunState.CANCELLED else 500
                     yield _langserve_error(status, error.get("message", state.value))
+                return
+        if session.drain.expired.is_set():
+            yield _langserve_error(
+                503, f"the gateway is restarting; run {run_id} goes on: {follow_it}"
+            )
     finally:
-        if on_leave is not None:
-            # Runs after a client disconnect too, when anyio has cancelled this scope.
+        if on_client_left is not None and session.client_left:
+            # Runs after the client's disconnect too, when anyio has cancelled this scope.
             with anyio.CancelScope(shield=True):
-                await on_leave()
+                await on_client_left()
 
 
 async def until_disconnected(request: Request) -> None:
@@ -96,22 +136,25 @@ async def until_disconnected(request: Request) -> None:
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> tuple[bool, T | None]:
-    """Run ``work`` unless the client leaves first: (False, result) or (True, None)."""
+    """Run ``work`` unless the client leaves first: (False, result) or (True, None). An
+    error of ``work`` is raised as itself, not wrapped in an exception group."""
     result: list[T] = []
     left = False
 
-    async with anyio.create_task_group() as group:
+    async def do_work(group: Any) -> None:
+        result.append(await work)
+        group.cancel_scope.cancel()
 
-        async def do_work() -> None:
-            result.append(await work)
-            group.cancel_scope.cancel()
+    async def watch(group: Any) -> None:
+        nonlocal left
+        await until_disconnected(request)
+        left = True
+        group.cancel_scope.cancel()
 
-        async def watch() -> None:
-            nonlocal left
-            await until_disconnected(request)
-            left = True
-            group.cancel_scope.cancel()
-
-        group.start_soon(do_work)
-        group.start_soon(watch)
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(do_work, group)
+            group.start_soon(watch, group)
+    except BaseExceptionGroup as group_error:
+        raise first_leaf(group_error) from None
     return left, (result[0] if result else None)

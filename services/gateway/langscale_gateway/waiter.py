@@ -1,8 +1,9 @@
 """Wait for runs to end without polling Redis per request.
 
 One pub/sub subscription per gateway process receives the id of every run that ends
-(``keys.RUN_FINISHED_CHANNEL``) and wakes the requests waiting for it. A slow re-read of
-state covers notices lost while the subscription reconnects.
+(``Keyspace.finished_channel``) and wakes the requests waiting for it. A slow re-read of
+state covers notices lost while the subscription reconnects, and a Redis outage is ridden
+out within each wait's own deadline.
 """
 
 from __future__ import annotations
@@ -10,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from langscale import keys
 from langscale.contract import RunRecord
-from langscale.runs import RunStore
+from langscale.lifecycle import RunStore
+from langscale.redis import UNAVAILABLE, with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -46,41 +46,70 @@ class RunWaiter:
                 await self._task
 
     async def _listen(self) -> None:
+        channel = self.runs.keyspace.finished_channel
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(keys.RUN_FINISHED_CHANNEL)
+                    await pubsub.subscribe(channel)
                     self._subscribed.set()
+                    # Anything that ended while we were away: waiters re-read now.
+                    self._wake_all()
                     async for message in pubsub.listen():
                         if message["type"] == "message":
                             for event in self._events.get(message["data"].decode(), ()):
                                 event.set()
-            except (RedisError, OSError) as error:
+            except UNAVAILABLE as error:
                 logger.warning("run-finished subscription lost: %s", error)
                 await asyncio.sleep(0.5)
 
-    async def wait(self, run_ids: Sequence[str], timeout: float) -> list[RunRecord | None]:
-        """The runs' records once all have ended, or as they are when ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
+    def _wake_all(self) -> None:
+        for events in self._events.values():
+            for event in events:
+                event.set()
+
+    async def wait(
+        self, run_ids: Sequence[str], timeout: float, stop: asyncio.Event | None = None
+    ) -> list[RunRecord | None]:
+        """The runs' records once all have ended, or as they are when ``timeout`` passes
+        (or ``stop`` is set). Rides out a Redis outage until the deadline, then raises."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         events = {run_id: asyncio.Event() for run_id in run_ids}
         for run_id, event in events.items():
             self._events[run_id].append(event)
+
+        async def read(ids: Sequence[str]) -> list[RunRecord | None]:
+            return await with_retries(
+                lambda: self.runs.get_many(ids), deadline=deadline, what="wait for runs"
+            )
+
         try:
-            records = await self.runs.get_many(run_ids)
+            records = await read(run_ids)
             while True:
                 pending = [
                     i for i, r in enumerate(records) if r is not None and not r.state.is_final
                 ]
-                remaining = deadline - time.monotonic()
-                if not pending or remaining <= 0:
+                remaining = deadline - loop.time()
+                if not pending or remaining <= 0 or (stop is not None and stop.is_set()):
                     return records
-                waits = [asyncio.create_task(events[run_ids[i]].wait()) for i in pending]
+                # Every pending run's notice (or the stop), or the recheck interval.
+                waits: list[asyncio.Future[Any]] = [
+                    asyncio.gather(*(events[run_ids[i]].wait() for i in pending))
+                ]
+                if stop is not None:
+                    waits.append(asyncio.ensure_future(stop.wait()))
                 try:
-                    await asyncio.wait(waits, timeout=min(remaining, RECHECK_SECONDS))
+                    await asyncio.wait(
+                        waits,
+                        timeout=min(remaining, RECHECK_SECONDS),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
                 finally:
                     for task in waits:
                         task.cancel()
-                fresh = await self.runs.get_many([run_ids[i] for i in pending])
+                for i in pending:
+                    events[run_ids[i]].clear()
+                fresh = await read([run_ids[i] for i in pending])
                 for i, record in zip(pending, fresh, strict=True):
                     records[i] = record
         finally:

@@ -43,19 +43,26 @@ def create_app(last_iteration: Callable[[], float], stale_after: float) -> Starl
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        yield  # signals belong to the arq worker (drain on SIGTERM)
+        yield  # signals belong to the worker process (drain on SIGTERM)
 
 
-async def serve(app: Starlette, port: int, host: str = "0.0.0.0") -> None:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+async def _serve(server: uvicorn.Server, host: str, port: int) -> None:
     try:
-        await _Server(config).serve()
+        await server.serve()
     except (SystemExit, OSError):  # uvicorn exits when it cannot bind; the worker goes on
         logger.error(
             "worker HTTP server could not listen on %s port %d: no /healthz, /metrics", host, port
         )
 
 
-def start(app: Starlette, port: int, host: str = "0.0.0.0") -> asyncio.Task[None]:
-    """Serve ``app`` on ``host`` (LANGSCALE_WORKER_HTTP_HOST: "::" on IPv6-only clusters)."""
-    return asyncio.create_task(serve(app, port, host), name="worker-http")
+async def start(app: Starlette, port: int, host: str = "0.0.0.0") -> asyncio.Task[None]:
+    """Serve ``app`` on ``host`` (LANGSCALE_WORKER_HTTP_HOST: "::" on IPv6-only clusters) and
+    ``port``; returns once it listens (or could not)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    server = _Server(config)
+    task = asyncio.create_task(_serve(server, host, port), name="worker-http")
+    for _ in range(100):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    return task

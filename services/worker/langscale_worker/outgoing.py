@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +26,12 @@ from langchain_core.runnables import Runnable, ensure_config
 from pydantic import ConfigDict
 from redis.asyncio import Redis
 
-from langscale import keys
 from langscale.contract import EventType
+from langscale.keys import Keyspace
+from langscale.lifecycle import Leases
 from langscale.limits import find_limit
 from langscale.settings import Settings, get_settings
+from langscale_worker.context import AttemptRef, attempt_of, tenant_of
 from langscale_worker.llm_cache import CallMemory, Recall, prompt_of
 from langscale_worker.ratelimit import (
     FairGate,
@@ -41,13 +43,8 @@ from langscale_worker.ratelimit import (
 
 logger = logging.getLogger(__name__)
 
-# Metadata keys of the LangChain config (langscale_worker.jobs.run_config sets the run id;
-# the tenant comes from authentication).
-RUN_ID_KEY = "langscale_run_id"
-TENANT_KEY = "langscale_tenant"
-ATTEMPT_KEY = "langscale_attempt"
-PIPELINE_KEY = "langscale_pipeline"
-DEFAULT_TENANT = "default"
+# Writes events to a run's stream as an attempt (run id, fence token, events).
+PublishEvents = Callable[[str, str, list[tuple[EventType, str]]], Awaitable[None]]
 # Completion tokens assumed when a call sets no max_tokens (corrected from usage after).
 DEFAULT_COMPLETION_TOKENS = 256
 # Waits shorter than this are not worth an event in the run's stream.
@@ -77,13 +74,22 @@ class OutgoingStats:
 class Outgoing:
     """Per process: the Redis pool, one budget and gate per provider/model, call memory."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        leases: Leases | None = None,
+        publish: PublishEvents | None = None,
+    ) -> None:
         self.settings = settings
         self.redis = redis
+        self.keyspace = Keyspace(settings.queue_name)
+        self.publish = publish
         self.stats = OutgoingStats()
         self.memory = CallMemory(
             redis,
-            result_ttl=settings.result_ttl,
+            self.keyspace,
+            leases,
             cache_ttl=settings.llm_cache_ttl,
             replay=settings.llm_replay,
             cache=list(settings.llm_cache_pipelines),
@@ -98,26 +104,22 @@ class Outgoing:
             if limit is not None and (limit.rpm or limit.tpm):
                 budget = SharedBudget(
                     self.redis,
-                    model_id,
+                    self.keyspace.llm_rate(model_id),
                     limit,
                     window=self.settings.llm_rate_window,
                     burst=self.settings.llm_rate_burst,
                     lookahead=self.settings.llm_rate_lookahead,
+                    block_max=self.settings.llm_rate_block_max,
                 )
                 gate = FairGate(budget, dict(self.settings.llm_tenant_weights), self.stats.limiter)
             self._gates[model_id] = gate
         return self._gates[model_id]
 
-    async def record_wait(self, run_id: str | None, model_id: str, seconds: float) -> None:
-        logger.debug("waited for LLM budget", extra={"run_id": run_id, "seconds": seconds})
-        if run_id and seconds >= WAIT_EVENT_MIN_SECONDS:
+    async def record_wait(self, attempt: AttemptRef | None, model_id: str, seconds: float) -> None:
+        logger.debug("waited for LLM budget", extra={"seconds": seconds})
+        if attempt and self.publish and seconds >= WAIT_EVENT_MIN_SECONDS:
             data = {"reason": "rate_limit", "seconds": round(seconds, 3), "limit": model_id}
-            await self.redis.xadd(
-                keys.stream_key(run_id),
-                {"t": EventType.WAIT.value, "d": json.dumps(data)},
-                maxlen=self.settings.stream_max_len,
-                approximate=True,
-            )
+            await self.publish(attempt.run_id, attempt.fence, [(EventType.WAIT, json.dumps(data))])
 
     async def close(self) -> None:
         for gate in self._gates.values():
@@ -128,10 +130,16 @@ class Outgoing:
 _current: Outgoing | None = None
 
 
-def bind(redis: Redis, settings: Settings | None = None) -> Outgoing:
-    """Use this Redis pool (the worker's) for every outgoing-call feature of the process."""
+def bind(
+    redis: Redis,
+    settings: Settings | None = None,
+    leases: Leases | None = None,
+    publish: PublishEvents | None = None,
+) -> Outgoing:
+    """Use this Redis pool, leases and outbox (the worker process's) for every
+    outgoing-call feature of the process."""
     global _current
-    _current = Outgoing(settings or get_settings(), redis)
+    _current = Outgoing(settings or get_settings(), redis, leases, publish)
     return _current
 
 
@@ -165,8 +173,8 @@ class _Call:
     def __init__(self, model_id: str, metadata: dict[str, Any], tokens: int) -> None:
         self.outgoing = current()
         self.model_id = model_id
-        self.run_id: str | None = metadata.get(RUN_ID_KEY)
-        self.tenant = str(metadata.get(TENANT_KEY) or DEFAULT_TENANT)
+        self.attempt = attempt_of(metadata)
+        self.tenant = tenant_of(metadata)
         self.tokens = tokens
         self.gate = self.outgoing.gate(model_id)
         self.retries_left = self.outgoing.settings.llm_rate_429_retries
@@ -175,7 +183,7 @@ class _Call:
         if self.gate is not None:
             waited = await self.gate.acquire(self.tenant, self.tokens)
             if waited > 0.001:
-                await self.outgoing.record_wait(self.run_id, self.model_id, waited)
+                await self.outgoing.record_wait(self.attempt, self.model_id, waited)
         self.outgoing.stats.provider_calls += 1
 
     async def should_retry(self, error: BaseException) -> bool:
@@ -189,13 +197,13 @@ class _Call:
             self.outgoing.stats.limiter.blocks += 1
             logger.warning(
                 "provider answered 429: every worker holds off",
-                extra={"limit": self.model_id, "seconds": seconds, "run_id": self.run_id},
+                extra={"limit": self.model_id, "seconds": seconds},
             )
         if self.retries_left <= 0:
             return False
         self.retries_left -= 1
         if self.gate is None:  # no shared budget to wait on: honour Retry-After here
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(min(seconds, self.outgoing.settings.llm_rate_block_max))
         return True
 
     async def finish(self, used_tokens: int | None, headers: Any) -> None:
@@ -293,15 +301,11 @@ class ManagedChatModel(BaseChatModel):
         self, messages: list[BaseMessage], stop: list[str] | None, meta: dict[str, Any], kw: Any
     ) -> tuple[Recall | None, list[Generation] | None]:
         outgoing = current()
-        run_id = meta.get(RUN_ID_KEY)
-        if not run_id or not outgoing.memory.active:
+        attempt = attempt_of(meta)
+        if attempt is None or not outgoing.memory.active:
             return None, None
         llm_string = self.inner._get_llm_string(stop=stop, **kw)
-        tenant = str(meta.get(TENANT_KEY) or DEFAULT_TENANT)
-        first = meta.get(PIPELINE_KEY) if meta.get(ATTEMPT_KEY) == 1 else None
-        recall, source = await outgoing.memory.recall(
-            run_id, llm_string, prompt_of(messages), tenant, first_attempt_of=first
-        )
+        recall, source = await outgoing.memory.recall(attempt, llm_string, prompt_of(messages))
         if source == "replay":
             outgoing.stats.replays += 1
         elif source == "cache":
@@ -313,8 +317,9 @@ class ManagedChatModel(BaseChatModel):
     async def _remember(
         self, meta: dict[str, Any], recall: Recall | None, generations: Sequence[Generation]
     ) -> None:
-        if recall is not None:
-            await current().memory.remember(meta[RUN_ID_KEY], recall, generations)
+        attempt = attempt_of(meta)
+        if recall is not None and attempt is not None:
+            await current().memory.remember(attempt, recall, generations)
 
     def _generate(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from pydantic import BaseModel, Field
 
@@ -25,9 +25,21 @@ def chat() -> Runnable:
     return chain.with_config(run_name="chat")
 
 
+# A summarize run's fan-out is bounded by its schema, so the gateway refuses (422) what
+# would need too many map calls: at most MAX_TEXT / MIN_CHUNK = 250 chunks (the splitter
+# may cut a little more finely; the map step refuses past MAX_CHUNKS).
+SUMMARIZE_MAX_TEXT = 100_000
+SUMMARIZE_MIN_CHUNK = 400
+SUMMARIZE_MAX_CHUNKS = 500
+
+
 class SummarizeInput(BaseModel):
-    text: str = Field(min_length=1, description="The text to summarize.")
-    chunk_size: int = Field(400, ge=50, le=20_000, description="Characters per map chunk.")
+    text: str = Field(
+        min_length=1, max_length=SUMMARIZE_MAX_TEXT, description="The text to summarize."
+    )
+    chunk_size: int = Field(
+        400, ge=SUMMARIZE_MIN_CHUNK, le=20_000, description="Characters per map chunk."
+    )
 
 
 def summarize() -> Runnable:
@@ -45,11 +57,14 @@ def summarize() -> Runnable:
         | parser
     )
 
-    async def map_reduce(request: SummarizeInput) -> str:
+    async def map_reduce(request: SummarizeInput, config: RunnableConfig) -> str:
         splitter = RecursiveCharacterTextSplitter(chunk_size=request.chunk_size, chunk_overlap=0)
         chunks = splitter.split_text(request.text)
-        summaries = await map_chain.abatch([{"chunk": chunk} for chunk in chunks])
-        return await reduce_chain.ainvoke({"summaries": "\n".join(summaries)})
+        if len(chunks) > SUMMARIZE_MAX_CHUNKS:
+            raise ValueError(f"{len(chunks)} chunks; at most {SUMMARIZE_MAX_CHUNKS}")
+        # The run's max_concurrency (LANGSCALE_RUN_MAX_CONCURRENCY) bounds the map step.
+        summaries = await map_chain.abatch([{"chunk": chunk} for chunk in chunks], config=config)
+        return await reduce_chain.ainvoke({"summaries": "\n".join(summaries)}, config=config)
 
     def coerce(value: SummarizeInput | dict) -> SummarizeInput:
         return value if isinstance(value, SummarizeInput) else SummarizeInput.model_validate(value)

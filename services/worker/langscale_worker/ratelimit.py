@@ -27,8 +27,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from langscale import keys
 from langscale.limits import RateLimit
+from langscale_worker.retries import retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -101,16 +101,17 @@ class SharedBudget:
     def __init__(
         self,
         redis: Redis,
-        name: str,
+        key: str,
         limit: RateLimit,
         *,
         window: float = 60.0,
         burst: float = 0.01,
         lookahead: float = 0.5,
+        block_max: float = 60.0,
     ) -> None:
-        self.name = name
+        self.key = key  # keys.Keyspace.llm_rate of the provider/model
         self.limit = limit
-        self.key = keys.llm_rate_key(name)
+        self.block_max = block_max
         self.lookahead = lookahead
         self._request_interval = window * _US / limit.rpm if limit.rpm else 0.0
         self._token_interval = window * _US / limit.tpm if limit.tpm else 0.0
@@ -146,8 +147,10 @@ class SharedBudget:
             )
 
     async def block(self, seconds: float) -> float:
-        """Nobody sends until ``seconds`` from now (server time). Returns the seconds until
-        the block ends, which may be later if someone blocked longer already."""
+        """Nobody sends until ``seconds`` (at most ``block_max``) from now (server time).
+        Returns the seconds until the block ends, which may be later if someone blocked
+        longer already."""
+        seconds = min(max(0.0, seconds), self.block_max)
         micros = await self._block(keys=[self.key], args=[int(seconds * _US), self._ttl_ms])
         return float(micros) / _US
 
@@ -313,19 +316,13 @@ def backoff_from_headers(headers: Any) -> float | None:
 
 
 def retry_after(error: BaseException) -> float | None:
-    """Seconds a 429 error asks us to wait (Retry-After / retry-after-ms); None if the
-    error is not a 429. 1 s when the provider gives no hint."""
+    """Seconds a 429 error asks us to wait (retry-after-ms / Retry-After); None if the
+    error is not a 429. 1 s when the provider gives no (readable) hint."""
     status = getattr(error, "status_code", None)
     response = getattr(error, "response", None)
     if status is None and response is not None:
         status = getattr(response, "status_code", None)
     if status != 429:
         return None
-    headers = getattr(response, "headers", None) or {}
-    with contextlib.suppress(TypeError, ValueError):
-        if headers.get("retry-after-ms") is not None:
-            return max(0.0, float(headers["retry-after-ms"]) / 1000)
-    with contextlib.suppress(TypeError, ValueError):
-        if headers.get("retry-after") is not None:
-            return max(0.0, float(headers["retry-after"]))
-    return 1.0
+    seconds = retry_after_seconds(error)
+    return 1.0 if seconds is None else seconds

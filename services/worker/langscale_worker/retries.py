@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from typing import Any
@@ -32,25 +33,35 @@ def _status(exc: BaseException) -> int | None:
     return code if isinstance(code, int) else None
 
 
-def _retry_after(exc: BaseException) -> float | None:
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """What the error's response asks to wait (retry-after-ms, Retry-After), if anything."""
     if isinstance(exc, RetriableError):
         return exc.retry_after
     headers: Any = getattr(getattr(exc, "response", None), "headers", None)
     if not headers:
         return None
     if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
+        seconds = parse_retry_after(str(ms))
+        if seconds is not None:
+            return seconds / 1000
     value = headers.get("retry-after")
     if value is None:
         return None
+    return parse_retry_after(str(value))
+
+
+def parse_retry_after(value: str) -> float | None:
+    """Seconds from a Retry-After value (delta seconds or an HTTP date); None when it
+    cannot be read, as if the provider had sent none."""
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time()) if when else None
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _is_transport_error(exc: BaseException) -> bool:
@@ -68,16 +79,17 @@ def classify(exc: BaseException) -> tuple[bool, float | None]:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, RetriableError) or _is_transport_error(current):
-            return True, _retry_after(current)
+            return True, retry_after_seconds(current)
         status = _status(current)
         if status is not None:
-            return status in RETRIABLE_STATUS, _retry_after(current)
+            return status in RETRIABLE_STATUS, retry_after_seconds(current)
         current = current.__cause__ or current.__context__
     return False, None
 
 
 def backoff(attempt: int, base: float, cap: float, retry_after: float | None) -> float:
-    """Exponential backoff with jitter (50-100% of the step); a Retry-After wins if later."""
+    """Exponential backoff with jitter (50-100% of the step); a Retry-After wins if later.
+    Never more than ``cap``: a provider asking for an hour must not outlive the run."""
     step = min(cap, base * 2 ** max(0, attempt - 1))
     delay = step * random.uniform(0.5, 1.0)
-    return max(delay, retry_after) if retry_after is not None else delay
+    return min(cap, max(delay, retry_after)) if retry_after is not None else delay

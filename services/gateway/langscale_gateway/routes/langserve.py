@@ -21,7 +21,7 @@ from langscale_gateway.deps import Caller, Service
 from langscale_gateway.errors import ApiError, error_response
 from langscale_gateway.routes.runs import status_url
 from langscale_gateway.service import RunService
-from langscale_gateway.streaming import langserve_events, unless_disconnected
+from langscale_gateway.streaming import StreamSession, langserve_events, unless_disconnected
 
 router = APIRouter(tags=["langserve"])
 
@@ -99,7 +99,7 @@ async def invoke(
 ) -> Response:
     wait_for = service.invoke_timeout(timeout)
     cancel_on_leave = service.leaves_cancel(on_disconnect)
-    run_ids = await service.submit(caller, pipeline, [body.input], [body.config])
+    run_ids = (await service.submit(caller, pipeline, [body.input], [body.config])).run_ids
     records = await _wait_for_client(service, request, run_ids, wait_for, cancel_on_leave)
     if records is None:
         return Response(status_code=499)  # nobody is listening any more
@@ -145,7 +145,8 @@ async def batch(
     else:
         configs = [body.config] * count
     paths = [f"$.inputs[{i}]" for i in range(count)]
-    run_ids = await service.submit(caller, pipeline, body.inputs, configs, input_paths=paths)
+    submitted = await service.submit(caller, pipeline, body.inputs, configs, input_paths=paths)
+    run_ids = submitted.run_ids
     records = await _wait_for_client(service, request, run_ids, wait_for, cancel_on_leave)
     if records is None:
         return Response(status_code=499)
@@ -184,15 +185,17 @@ async def _stream(
     mode: StreamMode,
 ) -> EventSourceResponse:
     cancel_on_leave = service.leaves_cancel(on_disconnect)
-    (run_id,) = await service.submit(caller, pipeline, [body.input], [body.config], stream=mode)
+    submitted = await service.submit(caller, pipeline, [body.input], [body.config], stream=mode)
+    (run_id,) = submitted.run_ids
 
-    async def leave() -> None:
+    async def client_left() -> None:
         # Cancels nothing once the run has ended (the usual way a stream closes).
         if cancel_on_leave:
             await service.cancel_quietly([run_id], LEFT_REASON)
 
-    return EventSourceResponse(
-        langserve_events(service.runs, run_id, on_leave=leave),
+    session = StreamSession(service.drain)
+    return session.response(
+        langserve_events(service.runs, service.hub, run_id, session, client_left),
         headers={"X-Langscale-Run-Id": run_id},
     )
 

@@ -13,11 +13,12 @@ from sse_starlette import EventSourceResponse
 from langscale.contract import RunRecord, RunState, StreamMode
 from langscale_gateway.deps import Caller, Service
 from langscale_gateway.errors import ApiError
-from langscale_gateway.streaming import v1_events
+from langscale_gateway.streaming import StreamSession, v1_events
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
-_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}|0")
+# An event's id is its number in the run's stream.
+_EVENT_ID = re.compile(r"\d{1,18}")
 
 
 class RunRequest(BaseModel):
@@ -69,7 +70,7 @@ async def create_run(
         "run; the same key with another body is 409.",
     ),
 ) -> JSONResponse:
-    (run_id,) = await service.submit(
+    submitted = await service.submit(
         caller,
         body.pipeline,
         [body.input],
@@ -78,11 +79,15 @@ async def create_run(
         stream=body.stream_mode(),
         idempotency_key=idempotency_key,
     )
+    (run_id,) = submitted.run_ids
     url = status_url(request, run_id)
+    headers = {"Location": url}
+    if submitted.replayed:
+        headers["Idempotent-Replayed"] = "true"
     return JSONResponse(
-        {"run_id": run_id, "state": RunState.QUEUED.value, "status_url": url},
+        {"run_id": run_id, "state": submitted.state.value, "status_url": url},
         status_code=202,
-        headers={"Location": url},
+        headers=headers,
     )
 
 
@@ -115,16 +120,17 @@ async def stream_run(
     service: Service,
     caller: Caller,
     last_event_id: str | None = Header(
-        None, description="Resume after this event id (as sent in each event's id)."
+        None, description="Resume after this event (the number sent as each event's id)."
     ),
 ) -> EventSourceResponse:
     await service.get(caller, run_id)
     after = last_event_id or "0"
-    if not _STREAM_ID.fullmatch(after):
+    if not _EVENT_ID.fullmatch(after):
         raise ApiError(
             422, "invalid_last_event_id", "Last-Event-ID must be an event id of this stream"
         )
-    return EventSourceResponse(v1_events(service.runs, run_id, after))
+    session = StreamSession(service.drain)
+    return session.response(v1_events(service.runs, service.hub, run_id, int(after), session))
 
 
 @router.post("/{run_id}/cancel", response_model=RunRecord, summary="Cancel a queued or running run")

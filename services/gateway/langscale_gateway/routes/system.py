@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from langscale import catalog, metrics
+from langscale import metrics
 from langscale_gateway.deps import Caller, Service
 from langscale_gateway.errors import error_response
 
@@ -24,11 +24,8 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", tags=["system"], summary="Redis is reachable and pipelines are known")
 async def readyz(service: Service) -> JSONResponse:
     try:
-        await service.runs.redis.ping()
         pipelines = await service.catalog.all()
-        workers = await catalog.live_workers(
-            service.runs.redis, 3 * service.settings.pipeline_heartbeat
-        )
+        workers = service.catalog.latest.live_workers
     except (RedisError, OSError) as error:
         return error_response(503, "redis_unavailable", f"Redis is not reachable: {error}")
     if not pipelines:

@@ -1,0 +1,48 @@
+"""The protocol's parameters, taken once from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from langscale.keys import Keyspace
+from langscale.lifecycle.scripts import Header
+from langscale.settings import Settings
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    keyspace: Keyspace
+    partitions: int
+    result_ttl: int  # seconds a run's hash lives (from enqueue, and after it ends)
+    stream_ttl: int  # seconds a run's event stream lives after it ends
+    stream_max_len: int
+    lease_ms: int
+    crash_isolation: bool
+    max_crashes: int
+    max_attempts: int
+    admission_max_ready: int
+    idempotency_window: int
+    heartbeat_stale_ms: int  # a worker without a heartbeat this long is gone
+    pipeline_retention_ms: int  # an unserved pipeline is forgotten after this long
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LifecycleConfig:
+        return cls(
+            keyspace=Keyspace(settings.queue_name),
+            partitions=settings.redis_partitions,
+            result_ttl=settings.result_ttl,
+            stream_ttl=min(settings.stream_ttl, settings.result_ttl),
+            stream_max_len=settings.stream_max_len,
+            lease_ms=int(settings.lease_seconds * 1000),
+            crash_isolation=settings.crash_isolation,
+            max_crashes=settings.max_crashes,
+            max_attempts=settings.max_attempts,
+            admission_max_ready=settings.admission_max_ready,
+            idempotency_window=settings.idempotency_window,
+            heartbeat_stale_ms=int(3 * settings.pipeline_heartbeat * 1000),
+            pipeline_retention_ms=int(settings.pipeline_retention * 1000),
+        )
+
+    @property
+    def header(self) -> Header:
+        return Header(self.keyspace, self.result_ttl, self.stream_ttl, self.stream_max_len)

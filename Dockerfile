@@ -86,8 +86,8 @@ FROM ${BASE_IMAGE} AS runtime
 
 # Fixed numeric user, so Kubernetes can verify runAsNonRoot without a passwd lookup. Its
 # HOME is a directory the chart mounts an emptyDir on (the root filesystem is read-only):
-# libraries that write caches or config under HOME / XDG_CACHE_HOME (matplotlib, tiktoken,
-# huggingface) then work.
+# libraries that write caches or config under HOME / XDG_CACHE_HOME (tiktoken, huggingface,
+# your own) then work.
 RUN groupadd --system --gid 10001 langscale \
     && useradd --system --uid 10001 --gid 10001 --create-home \
         --home-dir /home/langscale --shell /usr/sbin/nologin langscale
@@ -95,7 +95,6 @@ RUN groupadd --system --gid 10001 langscale \
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/langscale \
     XDG_CACHE_HOME=/home/langscale/.cache \
-    MPLCONFIGDIR=/home/langscale/.config/matplotlib \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \

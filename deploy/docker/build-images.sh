@@ -128,11 +128,12 @@ wheelhouse() {
         # the host's own Python is.
         local platforms=(--platform "manylinux2014_$arch")
         for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_$arch"); done
-        for extra in gateway worker; do
-            nice -n 10 $pip download --quiet --no-deps --require-hashes --only-binary=:all: \
-                --python-version "$python_version" --implementation cp "${platforms[@]}" \
-                --dest "$dir" -r "$dir/requirements-$extra.txt"
-        done
+        # One download of both extras' sets (pip looks every package up in the index).
+        $(python_cmd) deploy/docker/select-requirements.py --union \
+            "$dir/requirements-gateway.txt" "$dir/requirements-worker.txt" >"$dir/download.txt"
+        nice -n 10 $pip download --quiet --no-deps --require-hashes --only-binary=:all: \
+            --python-version "$python_version" --implementation cp "${platforms[@]}" \
+            --dest "$dir" -r "$dir/download.txt"
         touch "$dir/.complete"
     fi
     echo "$dir"

@@ -1,6 +1,7 @@
 """Keep the lines of a `uv export` requirements file whose markers hold for a target Python.
 
     python select-requirements.py PYTHON_VERSION < requirements.txt > selected.txt
+    python select-requirements.py --union A.txt B.txt > both.txt   # one entry per package
 
 `pip download --python-version` does not evaluate python_full_version markers for the target
 (a host Python 3.11.7 drops `async-timeout ; python_full_version < '3.11.3'`, which Debian's
@@ -35,5 +36,24 @@ def main(version: str) -> None:
             print(line)
 
 
+def union(paths: list[str]) -> None:
+    """The requirements of several files, each package once (for one `pip download`)."""
+    blocks: dict[str, list[str]] = {}
+    for path in paths:
+        current: list[str] | None = None
+        with open(path) as lines:
+            for line in lines.read().splitlines():
+                if line and not line.startswith((" ", "#")):
+                    name = line.split("==")[0].strip().lower()
+                    current = None if name in blocks else blocks.setdefault(name, [])
+                if current is not None and not line.startswith("#"):
+                    current.append(line)
+    for block in blocks.values():
+        print("\n".join(block))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--union":
+        union(sys.argv[2:])
+    else:
+        main(sys.argv[1])

@@ -42,6 +42,18 @@ def _hash_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _autoscale(args: argparse.Namespace) -> int:
+    try:
+        from langscale.autoscale.cli import main as autoscale_main
+    except ImportError as error:
+        sys.stderr.write(
+            f"langscale autoscale needs the autoscale extra ({error.name} is missing): "
+            "pip install 'langscale[autoscale]'\n"
+        )
+        return 2
+    return autoscale_main(args.args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="langscale", description="Run LangChain applications under real load."
@@ -67,9 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     hash_key.add_argument("key")
     hash_key.set_defaults(func=_hash_key)
 
-    from langscale.autoscale.cli import add_parser as add_autoscale
-
-    add_autoscale(commands)
+    # The simulator needs numpy and matplotlib (the `autoscale` extra, not in the service
+    # images): its parser is built, and they are imported, only when it runs.
+    autoscale = commands.add_parser(
+        "autoscale",
+        help="autoscaling tools: simulate the worker HPA / KEDA (extra: langscale[autoscale])",
+        add_help=False,
+    )
+    autoscale.add_argument("args", nargs=argparse.REMAINDER)
+    autoscale.set_defaults(func=_autoscale)
 
     from langscale.doctor import add_parser as add_doctor
 

@@ -178,12 +178,15 @@ def test_errors_exit_2_with_a_message(
     assert message in capsys.readouterr().err
 
 
-def test_python_dash_m(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "entry", [["langscale.autoscale"], ["langscale.cli", "autoscale"]], ids=["module", "cli"]
+)
+def test_python_dash_m(tmp_path: Path, entry: list[str]) -> None:
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
-            "langscale.autoscale",
+            *entry,
             "simulate",
             "--chart-values",
             "none",
@@ -206,7 +209,7 @@ def test_python_dash_m(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "langscale.autoscale",
+            *entry,
             "simulate",
             "--pattern",
             "nope",
@@ -219,3 +222,17 @@ def test_python_dash_m(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 2 and "unknown pattern" in bad.stderr
+
+
+def test_the_main_cli_imports_the_simulator_only_for_autoscale() -> None:
+    """`langscale gateway|worker` never import numpy: the service images leave the
+    `autoscale` extra out (test_python_dash_m runs `langscale autoscale` itself)."""
+    probe = (
+        "import sys; from langscale.cli import build_parser; "
+        "build_parser().parse_args(['hash-key', 'k']); "
+        "print('numpy' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert imported.stdout.strip() == "False False"

@@ -6,6 +6,8 @@ gives the same objects as the SDK, and every object is valid for Kubernetes 1.29
 from __future__ import annotations
 
 import copy
+import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,16 @@ def test_example_values_files_render(values_file: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@functools.cache
+def validation_error(obj_json: str, version: str) -> str | None:
+    """kubernetes-validate of one object (cached: scenarios share most objects)."""
+    try:
+        kubernetes_validate.validate(json.loads(obj_json), version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return f"{error.message} at {'/'.join(map(str, error.path))}"
+    return None
+
+
 @pytest.mark.parametrize("values_file", SCENARIO_FILES, ids=SCENARIO_IDS)
 def test_every_object_is_valid_kubernetes(render: Any, values_file: Path | None) -> None:
     rendered = render(load_values(values_file) if values_file else {})
@@ -105,12 +117,10 @@ def test_every_object_is_valid_kubernetes(render: Any, values_file: Path | None)
         if kind in CRD_KINDS:
             continue  # validated against the real CRD in test_chart_crds.py
         for version in KUBE_VERSIONS:
-            try:
-                kubernetes_validate.validate(obj, version, strict=True)
-            except kubernetes_validate.ValidationError as error:
+            error = validation_error(json.dumps(obj, sort_keys=True), version)
+            if error:
                 pytest.fail(
-                    f"{kind}/{obj['metadata']['name']} invalid for Kubernetes {version}: "
-                    f"{error.message} at {'/'.join(map(str, error.path))}"
+                    f"{kind}/{obj['metadata']['name']} invalid for Kubernetes {version}: {error}"
                 )
         validated += 1
     assert validated >= 8

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 from chart_support import REPO_ROOT
 
@@ -70,3 +73,23 @@ def test_dockerignore_keeps_the_context_small() -> None:
         "!deploy/docker/project-wheel/",
     ):
         assert needed in lines
+
+
+def test_make_images_without_a_docker_engine_says_what_to_install(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "cat", "id", "dirname"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "deploy" / "docker" / "with-docker.sh"), "true"],
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "apt-get install docker.io" in result.stderr
+    assert "no docker client on PATH" in result.stderr

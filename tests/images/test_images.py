@@ -63,7 +63,7 @@ def test_images_run_as_uid_10001_and_cannot_write_their_root(
     inspect = docker("image", "inspect", "--format", "{{.Config.User}}", images[service])
     assert inspect.stdout.strip() == "10001:10001"
     probe = (
-        "import os, pathlib, matplotlib\n"
+        "import os, pathlib\n"
         "print(os.getuid(), os.getgid(), os.environ['HOME'])\n"
         "pathlib.Path(os.environ['HOME'], 'cache-ok').write_text('x')\n"
         "try:\n    open('/opt/venv/x', 'w')\n"

@@ -11,7 +11,7 @@ from typing import Any
 from kube import ROOT, VALUES, Kube, poll
 from load import Load, pod_startup_seconds, run_states
 
-RATE, LOAD_SECONDS, RUN_SECONDS = 3.0, 90, 3.0
+RATE, LOAD_SECONDS, RUN_SECONDS = 3.0, 60, 3.0
 
 
 def scale_min_max_min(
@@ -39,6 +39,8 @@ def scale_min_max_min(
     load = Load(kube, namespace, worker, url, rate=RATE, seconds=LOAD_SECONDS).start()
     try:
         poll(lambda: load.trace.first(lambda s: s.spec >= 4), 240, "scale-out to maxReplicas 4")
+        poll(lambda: load.trace.samples[-1].ready >= 4, 120, "4 workers Ready")
+        startup = pod_startup_seconds(kube, namespace, workers, load.trace.t0)
         poll(load.submitted, LOAD_SECONDS + 30, "all runs submitted")
         poll(
             lambda: run_states(url, load.trace.run_ids).get("succeeded") == len(load.trace.run_ids),
@@ -56,7 +58,6 @@ def scale_min_max_min(
     first_out = trace.first(lambda s: s.spec > 1)
     at_max = trace.first(lambda s: s.spec >= 4)
     assert first_out is not None and at_max is not None
-    startup = pod_startup_seconds(kube, namespace, workers, trace.t0)
     assert startup, "no worker pod was started by the scale-out"
 
     # The same arrivals and values through `langscale autoscale simulate`.

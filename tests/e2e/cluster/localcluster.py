@@ -1071,7 +1071,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "DNS_IP", DNS_IP
         )
         volumes = []
-        for index in range(6):
+        for index in range(12):
             path = self.run_dir / "volumes" / f"pv{index}"
             path.mkdir(parents=True)
             path.chmod(0o777)

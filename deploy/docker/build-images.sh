@@ -197,6 +197,7 @@ save() {
     log "docker save -> $IMAGES_CACHE/langscale-images.tar"
     # shellcheck disable=SC2046
     docker save -o "$IMAGES_CACHE/langscale-images.tar.tmp" $(list)
+    chmod 644 "$IMAGES_CACHE/langscale-images.tar.tmp"
     mv "$IMAGES_CACHE/langscale-images.tar.tmp" "$IMAGES_CACHE/langscale-images.tar"
     echo "$IMAGES_CACHE/langscale-images.tar"
 }

@@ -56,8 +56,8 @@ async def _serve(server: uvicorn.Server, host: str, port: int) -> None:
 
 
 async def start(app: Starlette, port: int, host: str = "0.0.0.0") -> asyncio.Task[None]:
-    """Serve ``app`` on ``host`` (LANGSCALE_WORKER_HTTP_HOST: "::" on IPv6-only clusters) and
-    ``port``; returns once it listens (or could not)."""
+    """Serve ``app`` on ``host``:``port`` (LANGSCALE_WORKER_HTTP_HOST: "::" on IPv6-only
+    clusters); returns once it listens (or could not)."""
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     server = _Server(config)
     task = asyncio.create_task(_serve(server, host, port), name="worker-http")

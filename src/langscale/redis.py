@@ -15,7 +15,9 @@ the gateway answers 503 with ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,9 +25,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
+from redis.sentinel import MasterNotFoundError
 
 from langscale.settings import Settings
 
@@ -94,6 +97,27 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     )
 
 
+class WatchedSentinelPool(SentinelConnectionPool):
+    """Asks the Sentinels where the master is at least every second, not only after an
+    error: after a failover the old master may go on taking writes until the Sentinels turn
+    it into a replica (about 10 s later), and writes it took then are lost. A new address
+    closes the idle connections at once and the busy ones when they come back."""
+
+    check_seconds = 1.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._next_check = 0.0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self.check_seconds
+            with contextlib.suppress(*UNAVAILABLE, MasterNotFoundError):
+                await self.get_master_address()
+        return await super().get_connection(*args, **kwargs)
+
+
 def create_redis(settings: Settings, *, single_connection: bool = False) -> Redis:
     """The process's client: a pool of at most ``LANGSCALE_REDIS_MAX_CONNECTIONS``
     connections (requests wait for a free one), or one connection of its own."""
@@ -107,7 +131,12 @@ def create_redis(settings: Settings, *, single_connection: bool = False) -> Redi
             db=sentinel_url.db,
             **_options(None),
         )
-        return sentinel.master_for(sentinel_url.service, single_connection_client=single_connection)
+        master = sentinel.master_for(
+            sentinel_url.service, connection_pool_class=WatchedSentinelPool
+        )
+        if single_connection:
+            return Redis(connection_pool=master.connection_pool, single_connection_client=True)
+        return master
     if single_connection:
         return Redis.from_url(url, single_connection_client=True, **_options(None))
     pool = BlockingConnectionPool.from_url(

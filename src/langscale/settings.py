@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         description="Partitions of the keyspace, each one Redis Cluster hash slot (a run and "
         "its pipeline's queue share one). 1 on a single Redis; on a cluster, a few per master.",
     )
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        description="Replicas a new run must reach (Redis WAIT, 1 s) before the gateway "
+        "acknowledges it, else 503: with Sentinel, 1 keeps a failover from losing accepted "
+        "runs.",
+    )
     redis_max_connections: int = Field(
         8,
         ge=2,

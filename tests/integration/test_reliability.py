@@ -7,6 +7,7 @@ import asyncio
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,22 @@ def all_final(client: httpx.Client, run_ids: list[str], timeout: float) -> list[
 
 async def submit_many(url: str, count: int, pipeline: str, value: Any) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=100)
+    batch = uuid.uuid4().hex[:8]
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        return await asyncio.gather(
-            *(
-                client.post("/v1/runs", json={"pipeline": pipeline, "input": value(i)})
-                for i in range(count)
-            )
-        )
+
+        async def submit(i: int) -> httpx.Response:
+            # A kept-alive connection the server closes as the client reuses it fails
+            # with ReadError (a known keep-alive race): retry, safely, with a key.
+            headers = {"Idempotency-Key": f"{batch}-{i}"}
+            body = {"pipeline": pipeline, "input": value(i)}
+            for _ in range(5):
+                try:
+                    return await client.post("/v1/runs", json=body, headers=headers)
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2)
+            return await client.post("/v1/runs", json=body, headers=headers)
+
+        return await asyncio.gather(*(submit(i) for i in range(count)))
 
 
 @pytest.fixture

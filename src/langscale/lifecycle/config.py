@@ -24,6 +24,7 @@ class LifecycleConfig:
     idempotency_window: int
     heartbeat_stale_ms: int  # a worker without a heartbeat this long is gone
     pipeline_retention_ms: int  # an unserved pipeline is forgotten after this long
+    wait_replicas: int = 0  # replicas a new run must reach before it is acknowledged
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LifecycleConfig:
@@ -41,6 +42,7 @@ class LifecycleConfig:
             idempotency_window=settings.idempotency_window,
             heartbeat_stale_ms=int(3 * settings.pipeline_heartbeat * 1000),
             pipeline_retention_ms=int(settings.pipeline_retention * 1000),
+            wait_replicas=settings.redis_wait_replicas,
         )
 
     @property

@@ -31,6 +31,9 @@ _PARTITION_SCRIPTS = (
 )
 _REGISTRY_SCRIPTS = ("registry_heartbeat", "registry_read")
 
+# Longest wait for replicas to acknowledge a write (LANGSCALE_REDIS_WAIT_REPLICAS).
+WAIT_TIMEOUT_MS = 1000
+
 
 def _text(name: str) -> str:
     return (resources.files(__package__) / "scripts" / f"{name}.lua").read_text()
@@ -75,3 +78,14 @@ class Scripts:
 
     async def __call__(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self._scripts[name](keys=keys, args=args)
+
+    async def replicated(
+        self, redis: Redis, name: str, keys: list[str], args: list[Any], replicas: int
+    ) -> tuple[Any, int]:
+        """Run a script, then WAIT on the same connection until ``replicas`` replicas have
+        its writes (at most WAIT_TIMEOUT_MS). Returns (its reply, replicas reached)."""
+        async with redis.pipeline(transaction=False) as pipe:
+            await self._scripts[name](keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", replicas, WAIT_TIMEOUT_MS)
+            reply, reached = await pipe.execute()
+        return reply, int(reached)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError
 
 from langscale.contract import (
     DEFAULT_TENANT,
@@ -48,6 +49,11 @@ _RECORD_FIELDS = (
 
 # Seconds of per-second completion counters averaged for the drain rate.
 RATE_WINDOW = 10
+
+
+class NotReplicated(ConnectionError):
+    """New runs did not reach ``LANGSCALE_REDIS_WAIT_REPLICAS`` replicas in time; like an
+    unreachable Redis, the client should retry (503)."""
 
 
 @dataclass(frozen=True)
@@ -194,9 +200,20 @@ class RunStore:
         ]
         for spec in specs:
             args += [spec.run_id, spec.stored()]
-        reply = await self._scripts(
-            "enqueue", [queue, idem_key, *(self.keyspace.run(s.run_id) for s in specs)], args
-        )
+        keys = [queue, idem_key, *(self.keyspace.run(s.run_id) for s in specs)]
+        replicas = self.config.wait_replicas
+        if replicas:
+            reply, reached = await self._scripts.replicated(
+                self.redis, "enqueue", keys, args, replicas
+            )
+            # A replay too: the run it names must be as safe as a new one.
+            if reached < replicas and _text(reply[0]) in ("queued", "replay"):
+                raise NotReplicated(
+                    f"the runs reached {reached} of {replicas} Redis replicas in time: "
+                    "they may not survive a failover; retry with the same Idempotency-Key"
+                )
+        else:
+            reply = await self._scripts("enqueue", keys, args)
         outcome = _text(reply[0])
         if outcome == "queued":
             return Submitted("queued", [s.run_id for s in specs])

@@ -223,7 +223,7 @@ async def test_a_stale_attempt_writes_nothing_after_its_run_was_taken_over(
     assert await paused.finish(0, [(old, Succeeded('"old"'))]) == [Applied.STALE]
     assert await paused.finish(0, [(old, Requeue("stopping"))]) == [Applied.STALE]
     assert await paused.recall(run_id, old.fence, "digest") is None
-    assert await paused.remember(run_id, old.fence, "slot", "[]") is False
+    assert await paused.remember(0, [(run_id, old.fence, "slot", "[]")]) == [Applied.STALE]
     assert (await paused.renew(0, [old]))[1] == [run_id]
     # ... while the current attempt's go through, after a retry event.
     assert await live.append(0, [(run_id, new.fence, [(EventType.DATA, '"new-1"')])]) != [-1]

@@ -41,7 +41,7 @@ def create_app(
         hub = StreamHub(
             redis, config.keyspace, lambda: create_redis(settings, single_connection=True)
         )
-        waiter = RunWaiter(redis, store)
+        waiter = RunWaiter(redis, store, drain.expired)
         await waiter.start()
         app.state.auth = Authenticator(settings, redis)
         app.state.service = RunService(

@@ -10,7 +10,8 @@ from langscale_gateway.auth import Principal
 from langscale_gateway.service import RunService
 
 
-def get_service(request: Request) -> RunService:
+async def get_service(request: Request) -> RunService:
+    # async: FastAPI runs a sync dependency in a thread pool, a thread hop per request.
     return request.app.state.service
 
 

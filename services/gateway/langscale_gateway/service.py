@@ -6,11 +6,12 @@ Decisions only: every Redis read and write goes through the lifecycle's
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,10 +239,21 @@ class RunService:
             )
         return requested
 
-    async def wait(self, run_ids: Sequence[str], timeout: float) -> list[RunRecord]:
-        """The runs once all ended, or as they are when ``timeout`` passes or the gateway's
-        drain window ends (then 503 naming them: they go on)."""
-        records = await self.waiter.wait(run_ids, timeout, stop=self.drain.expired)
+    async def wait(
+        self,
+        run_ids: Sequence[str],
+        timeout: float,
+        *,
+        queued: bool = False,
+        wake: asyncio.Event | None = None,
+        give_up: Callable[[], bool] = lambda: False,
+    ) -> list[RunRecord]:
+        """The runs once all ended, or as they are when ``timeout`` passes or ``give_up()``
+        (see RunWaiter.wait); when the gateway's drain window ends first, 503 naming them
+        (they go on)."""
+        records = await self.waiter.wait(
+            run_ids, timeout, queued=queued, wake=wake, give_up=give_up
+        )
         missing = [run_id for run_id, r in zip(run_ids, records, strict=True) if r is None]
         if missing:  # expired between enqueue and now: only with a tiny result TTL
             raise ApiError(404, "run_not_found", f"run {missing[0]} expired before it ended")

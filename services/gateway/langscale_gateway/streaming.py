@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
 
 import anyio
 from fastapi import Request
@@ -20,9 +19,6 @@ from starlette.types import Message
 from langscale.contract import EventType, RunState
 from langscale.lifecycle import RunStore, StreamHub, follow
 from langscale_gateway.drain import Drain
-from langscale_gateway.errors import first_leaf
-
-T = TypeVar("T")
 
 
 class StreamSession:
@@ -133,28 +129,3 @@ async def until_disconnected(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
-
-
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> tuple[bool, T | None]:
-    """Run ``work`` unless the client leaves first: (False, result) or (True, None). An
-    error of ``work`` is raised as itself, not wrapped in an exception group."""
-    result: list[T] = []
-    left = False
-
-    async def do_work(group: Any) -> None:
-        result.append(await work)
-        group.cancel_scope.cancel()
-
-    async def watch(group: Any) -> None:
-        nonlocal left
-        await until_disconnected(request)
-        left = True
-        group.cancel_scope.cancel()
-
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(do_work, group)
-            group.start_soon(watch, group)
-    except BaseExceptionGroup as group_error:
-        raise first_leaf(group_error) from None
-    return left, (result[0] if result else None)

@@ -3,7 +3,8 @@
 One pub/sub subscription per gateway process receives the id of every run that ends
 (``Keyspace.finished_channel``) and wakes the requests waiting for it. A slow re-read of
 state covers notices lost while the subscription reconnects, and a Redis outage is ridden
-out within each wait's own deadline.
+out within each wait's own deadline. A wait costs its request no extra task: it sleeps on
+one event that the notice, the client leaving or the gateway's drain sets.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
@@ -27,23 +27,23 @@ RECHECK_SECONDS = 2.0
 
 
 class RunWaiter:
-    def __init__(self, redis: Redis, runs: RunStore) -> None:
+    def __init__(self, redis: Redis, runs: RunStore, drained: asyncio.Event) -> None:
         self.redis = redis
         self.runs = runs
-        self._events: dict[str, list[asyncio.Event]] = defaultdict(list)
-        self._task: asyncio.Task[None] | None = None
+        self.drained = drained  # set when the gateway's drain window ends: every wait ends
+        self._wakes: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen())
+        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._drain())]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), 5)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _listen(self) -> None:
         channel = self.runs.keyspace.finished_channel
@@ -52,31 +52,42 @@ class RunWaiter:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
                     self._subscribed.set()
-                    # Anything that ended while we were away: waiters re-read now.
-                    self._wake_all()
+                    self._wake_all()  # whatever ended while we were away: re-read now
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            for event in self._events.get(message["data"].decode(), ()):
-                                event.set()
+                            for wake in self._wakes.get(message["data"].decode(), ()):
+                                wake.set()
             except UNAVAILABLE as error:
                 logger.warning("run-finished subscription lost: %s", error)
                 await asyncio.sleep(0.5)
 
+    async def _drain(self) -> None:
+        await self.drained.wait()
+        self._wake_all()
+
     def _wake_all(self) -> None:
-        for events in self._events.values():
-            for event in events:
-                event.set()
+        for wakes in self._wakes.values():
+            for wake in wakes:
+                wake.set()
 
     async def wait(
-        self, run_ids: Sequence[str], timeout: float, stop: asyncio.Event | None = None
+        self,
+        run_ids: Sequence[str],
+        timeout: float,
+        *,
+        queued: bool = False,
+        wake: asyncio.Event | None = None,
+        give_up: Callable[[], bool] = lambda: False,
     ) -> list[RunRecord | None]:
-        """The runs' records once all have ended, or as they are when ``timeout`` passes
-        (or ``stop`` is set). Rides out a Redis outage until the deadline, then raises."""
+        """The runs' records once all have ended, or as they are when ``timeout`` passes,
+        the drain ends or ``give_up()`` (checked whenever ``wake`` is set). ``queued``: the
+        runs were just enqueued, so the first read can wait for a notice. Rides out a Redis
+        outage until the deadline, then raises."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        events = {run_id: asyncio.Event() for run_id in run_ids}
-        for run_id, event in events.items():
-            self._events[run_id].append(event)
+        wake = wake or asyncio.Event()
+        for run_id in run_ids:
+            self._wakes[run_id].add(wake)
 
         async def read(ids: Sequence[str]) -> list[RunRecord | None]:
             return await with_retries(
@@ -84,38 +95,35 @@ class RunWaiter:
             )
 
         try:
-            records = await read(run_ids)
-            while True:
-                pending = [
-                    i for i, r in enumerate(records) if r is not None and not r.state.is_final
-                ]
+            records: list[RunRecord | None] = [None] * len(run_ids)
+            pending = list(range(len(run_ids)))
+            if not queued:
+                records = await read(run_ids)
+                pending = _unfinished(records, pending)
+            while pending:
                 remaining = deadline - loop.time()
-                if not pending or remaining <= 0 or (stop is not None and stop.is_set()):
-                    return records
-                # Every pending run's notice (or the stop), or the recheck interval.
-                waits: list[asyncio.Future[Any]] = [
-                    asyncio.gather(*(events[run_ids[i]].wait() for i in pending))
-                ]
-                if stop is not None:
-                    waits.append(asyncio.ensure_future(stop.wait()))
-                try:
-                    await asyncio.wait(
-                        waits,
-                        timeout=min(remaining, RECHECK_SECONDS),
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    for task in waits:
-                        task.cancel()
-                for i in pending:
-                    events[run_ids[i]].clear()
+                if remaining <= 0 or give_up() or self.drained.is_set():
+                    if queued and records == [None] * len(run_ids):
+                        records = await read(run_ids)  # never read yet
+                    break
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(remaining, RECHECK_SECONDS)):
+                        await wake.wait()
                 fresh = await read([run_ids[i] for i in pending])
                 for i, record in zip(pending, fresh, strict=True):
                     records[i] = record
+                pending = _unfinished(records, pending)
+            return records
         finally:
-            for run_id, event in events.items():
-                listeners = self._events.get(run_id)
-                if listeners is not None:
-                    listeners.remove(event)
-                    if not listeners:
-                        del self._events[run_id]
+            for run_id in run_ids:
+                wakes = self._wakes.get(run_id)
+                if wakes is not None:
+                    wakes.discard(wake)
+                    if not wakes:
+                        del self._wakes[run_id]
+
+
+def _unfinished(records: list[RunRecord | None], indexes: list[int]) -> list[int]:
+    """Those of ``indexes`` whose run exists and has not ended."""
+    return [i for i in indexes if (r := records[i]) is not None and not r.state.is_final]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +26,8 @@ from langchain_core.messages import BaseMessage, message_to_dict, messages_from_
 from langchain_core.outputs import ChatGeneration, Generation
 from redis.asyncio import Redis
 
-from langscale.keys import Keyspace
-from langscale.lifecycle import Leases, StaleAttempt
+from langscale.keys import Keyspace, partition_of
+from langscale.lifecycle import Applied, Leases, StaleAttempt
 from langscale_worker.context import AttemptRef
 
 # Written into response_metadata of an answer that did not come from the provider.
@@ -113,10 +113,15 @@ class Recall:
     generations: list[Generation] | None  # an answer to use instead of calling
 
 
+# Stores an LLM answer for later attempts of its run: (run id, fence token, slot, answer
+# JSON). The worker process's outbox batches them with its other writes (no round trip per
+# call); a refused (stale) one is counted there, and the attempt learns it at its next write.
+RecordAnswer = Callable[[str, str, str, str], Awaitable[None]]
+
+
 class CallMemory:
     """Replay slots (through the run's lifecycle, fenced) and the cache for the LLM calls
-    of langscale runs: at most one round trip each, none for a first attempt's uncached
-    call."""
+    of langscale runs: no Redis round trip for a first attempt's uncached call."""
 
     def __init__(
         self,
@@ -127,6 +132,7 @@ class CallMemory:
         cache_ttl: int,
         replay: bool,
         cache: list[str],
+        record: RecordAnswer | None = None,
     ) -> None:
         self.redis = redis
         self.keyspace = keyspace
@@ -134,6 +140,15 @@ class CallMemory:
         self.cache_ttl = cache_ttl
         self.replay = replay and leases is not None
         self.cache_pipelines = frozenset(cache)
+        self._record = record or self._record_now
+
+    async def _record_now(self, run_id: str, fence: str, slot: str, answer: str) -> None:
+        assert self.leases is not None
+        (applied,) = await self.leases.remember(
+            partition_of(run_id), [(run_id, fence, slot, answer)]
+        )
+        if applied is Applied.STALE:
+            raise StaleAttempt(f"run {run_id} is held by another attempt")
 
     @property
     def active(self) -> bool:
@@ -171,13 +186,8 @@ class CallMemory:
         if not recall.slot and not recall.cache_on:
             return
         data = dump_generations(generations)
-        stored = (
-            not recall.slot
-            or self.leases is None
-            or await self.leases.remember(attempt.run_id, attempt.fence, recall.slot, data)
-        )
-        if not stored:
-            raise StaleAttempt(f"run {attempt.run_id} is held by another attempt")
+        if recall.slot and self.leases is not None:
+            await self._record(attempt.run_id, attempt.fence, recall.slot, data)
         if recall.cache_on:
             await self.redis.set(recall.cache_key, data, ex=self.cache_ttl)
 

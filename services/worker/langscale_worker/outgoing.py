@@ -32,7 +32,7 @@ from langscale.lifecycle import Leases
 from langscale.limits import find_limit
 from langscale.settings import Settings, get_settings
 from langscale_worker.context import AttemptRef, attempt_of, tenant_of
-from langscale_worker.llm_cache import CallMemory, Recall, prompt_of
+from langscale_worker.llm_cache import CallMemory, Recall, RecordAnswer, prompt_of
 from langscale_worker.ratelimit import (
     FairGate,
     LimiterStats,
@@ -80,6 +80,7 @@ class Outgoing:
         redis: Redis,
         leases: Leases | None = None,
         publish: PublishEvents | None = None,
+        record: RecordAnswer | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis
@@ -93,6 +94,7 @@ class Outgoing:
             cache_ttl=settings.llm_cache_ttl,
             replay=settings.llm_replay,
             cache=list(settings.llm_cache_pipelines),
+            record=record,
         )
         self._gates: dict[str, FairGate | None] = {}
 
@@ -135,11 +137,12 @@ def bind(
     settings: Settings | None = None,
     leases: Leases | None = None,
     publish: PublishEvents | None = None,
+    record: RecordAnswer | None = None,
 ) -> Outgoing:
     """Use this Redis pool, leases and outbox (the worker process's) for every
     outgoing-call feature of the process."""
     global _current
-    _current = Outgoing(settings or get_settings(), redis, leases, publish)
+    _current = Outgoing(settings or get_settings(), redis, leases, publish, record)
     return _current
 
 

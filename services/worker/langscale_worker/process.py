@@ -66,6 +66,7 @@ class _Pending:
     appends: list[tuple[str, str, list[tuple[EventType, str]], asyncio.Future[int]]] = field(
         default_factory=list
     )
+    answers: list[tuple[str, str, str, str]] = field(default_factory=list)  # nobody waits
     finishes: list[tuple[Claim, Outcome, asyncio.Future[Applied]]] = field(default_factory=list)
 
 
@@ -88,6 +89,12 @@ class Outbox:
             metrics.STALE_WRITES.labels("append").inc()
             raise StaleAttempt(f"run {run_id} is held by another attempt")
 
+    async def remember(self, run_id: str, fence: str, slot: str, answer: str) -> None:
+        """An LLM answer for the run's later attempts to replay, written with the next batch
+        (before any outcome that follows it); the call does not wait for it."""
+        self._pending.answers.append((run_id, fence, slot, answer))
+        self._ready.set()
+
     async def finish(self, claim: Claim, outcome: Outcome) -> Applied:
         future: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
         self._pending.finishes.append((claim, outcome, future))
@@ -105,23 +112,40 @@ class Outbox:
             await self._flush(batch)
 
     async def _flush(self, batch: _Pending) -> None:
+        """One call per partition and kind: LLM answers, then events, then outcomes (an
+        attempt's earlier writes always land before its outcome)."""
+        answers: dict[int, list[tuple[str, str, str, str]]] = defaultdict(list)
+        for answer in batch.answers:
+            answers[partition_of(answer[0])].append(answer)
+        for partition, kept in answers.items():
+            try:
+                results = await with_retries(
+                    lambda p=partition, a=kept: self.leases.remember(p, a),  # type: ignore[misc]
+                    deadline=None,
+                    what="remember",
+                    stop=self.stop,
+                )
+            except Exception as error:  # replay is an optimisation: a retry pays again
+                logger.warning("LLM answers not kept for replay: %s", error)
+                continue
+            metrics.STALE_WRITES.labels("remember").inc(results.count(Applied.STALE))
         appends: dict[int, list[Any]] = defaultdict(list)
         for pending_append in batch.appends:
             appends[partition_of(pending_append[0])].append(pending_append)
-        finishes: dict[int, list[Any]] = defaultdict(list)
-        for pending_finish in batch.finishes:
-            finishes[pending_finish[0].partition].append(pending_finish)
-        for partition, items in appends.items():
-            calls = [(run_id, fence, events) for run_id, fence, events, _ in items]
+        for partition, pending in appends.items():
+            calls = [(run_id, fence, events) for run_id, fence, events, _ in pending]
             await self._settle(
-                items,
+                pending,
                 lambda p=partition, c=calls: self.leases.append(p, c),  # type: ignore[misc]
                 "append",
             )
-        for partition, items in finishes.items():
-            outcomes = [(claim, outcome) for claim, outcome, _ in items]
+        finishes: dict[int, list[Any]] = defaultdict(list)
+        for pending_finish in batch.finishes:
+            finishes[pending_finish[0].partition].append(pending_finish)
+        for partition, pending in finishes.items():
+            outcomes = [(claim, outcome) for claim, outcome, _ in pending]
             await self._settle(
-                items,
+                pending,
                 lambda p=partition, o=outcomes: self.leases.finish(p, o),  # type: ignore[misc]
                 "finish",
             )
@@ -192,7 +216,9 @@ class WorkerProcess:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        outgoing.bind(self.redis, self.settings, self.leases, self.outbox.append)
+        outgoing.bind(
+            self.redis, self.settings, self.leases, self.outbox.append, self.outbox.remember
+        )
         metrics.register_outgoing(lambda: (bound := outgoing.bound()) and bound.stats)
         helpers: list[asyncio.Task[Any]] = []
         if self.settings.worker_http_port:  # up before the worker says it is there

@@ -206,15 +206,27 @@ class Leases:
     async def recall(self, run_id: str, fence: str, digest: str) -> tuple[str, bytes | None] | None:
         """The replay slot of an LLM call of this attempt, and the answer an earlier attempt
         stored there. None: stale (the attempt no longer holds the run)."""
-        reply = await self._replay(run_id, [fence, "recall", digest])
+        keyspace = self.config.keyspace
+        reply = await self._scripts(
+            "replay",
+            [keyspace.run(run_id), keyspace.replay(run_id)],
+            [*self._header.for_partition(partition_of(run_id)), fence, digest],
+        )
         if reply == -1:
             return None
         slot, answer = reply
         return _text(slot), (answer or None)
 
-    async def remember(self, run_id: str, fence: str, slot: str, answer: str) -> bool:
-        """Store an LLM answer for later attempts; False when stale."""
-        return int(await self._replay(run_id, [fence, "remember", "", slot, answer])) == 1
+    async def remember(
+        self, partition: int, answers: Sequence[tuple[str, str, str, str]]
+    ) -> list[Applied]:
+        """Store LLM answers, as (run id, fence token, slot, answer JSON), for later
+        attempts to replay, in one call; each APPLIED or STALE."""
+        args: list[Any] = list(self._header.for_partition(partition))
+        for answer in answers:
+            args += answer
+        reply = await self._scripts("remember", [self.config.keyspace.clock(partition)], args)
+        return [Applied(int(value)) for value in reply]
 
     async def link_trace(self, claim: Claim, span_context: str) -> str | None:
         """Record this attempt's span on the run; the previous attempt's span context
@@ -225,14 +237,6 @@ class Leases:
             [*self._header.for_partition(claim.partition), claim.fence, span_context],
         )
         return None if reply == -1 else _text(reply)
-
-    async def _replay(self, run_id: str, args: list[Any]) -> Any:
-        keyspace = self.config.keyspace
-        return await self._scripts(
-            "replay",
-            [keyspace.run(run_id), keyspace.replay(run_id)],
-            [*self._header.for_partition(partition_of(run_id)), *args],
-        )
 
     async def heartbeat(self, definitions: Sequence[PipelineDefinition]) -> int:
         """Say this worker lives and serves these pipelines. Returns live workers."""

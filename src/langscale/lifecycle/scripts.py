@@ -27,6 +27,7 @@ _PARTITION_SCRIPTS = (
     "requeue_failed",
     "queue_stats",
     "replay",
+    "remember",
     "trace_link",
 )
 _REGISTRY_SCRIPTS = ("registry_heartbeat", "registry_read")

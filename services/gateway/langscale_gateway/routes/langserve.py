@@ -8,6 +8,7 @@ When the runs do not end within the timeout the answer is 202 with the run ids t
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -21,7 +22,7 @@ from langscale_gateway.deps import Caller, Service
 from langscale_gateway.errors import ApiError, error_response
 from langscale_gateway.routes.runs import status_url
 from langscale_gateway.service import RunService
-from langscale_gateway.streaming import StreamSession, langserve_events, unless_disconnected
+from langscale_gateway.streaming import StreamSession, langserve_events, until_disconnected
 
 router = APIRouter(tags=["langserve"])
 
@@ -78,8 +79,22 @@ async def _wait_for_client(
     timeout: float,
     cancel_on_leave: bool,
 ) -> list[RunRecord] | None:
-    """Wait for the runs; None if the client left first (then cancel them if asked)."""
-    left, records = await unless_disconnected(request, service.wait(run_ids, timeout))
+    """Wait for the runs just queued; None if the client left first (then cancel them if
+    asked). A gateway that stops is not a client that leaves: nothing is cancelled then."""
+    wake = asyncio.Event()
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        await until_disconnected(request)
+        left = True
+        wake.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        records = await service.wait(run_ids, timeout, queued=True, wake=wake, give_up=lambda: left)
+    finally:
+        watcher.cancel()
     if left:
         if cancel_on_leave:
             await service.cancel_quietly(run_ids, LEFT_REASON)

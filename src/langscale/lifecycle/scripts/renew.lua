@@ -5,7 +5,8 @@
 -- ARGV[9] crashes that fail a run; ARGV[10] attempts that fail a run (isolation off)
 -- ARGV[11] n; ARGV[12..11+n] the pipelines the worker serves
 -- ARGV[12+n..] per run it holds: pipeline, id, fence token
--- Returns {runs swept, then the ids of the runs this worker no longer holds}
+-- Returns {runs swept, then the ids of the runs this worker no longer holds (another
+-- attempt or a cancel took them)}
 local now = now_ms()
 local worker, lease_ms = ARGV[6], tonumber(ARGV[7])
 local n = tonumber(ARGV[11])
@@ -25,11 +26,11 @@ local lost = {}
 for i = 12 + n, #ARGV, 3 do
   local pipeline, id, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local f = redis.call('HMGET', key(RUN, id), 'fence', 'state')
-  if f[1] == token and f[2] == 'running' then
+  if f[1] ~= token then
+    lost[#lost + 1] = id  -- taken over (its lease lapsed) or cancelled
+  elseif f[2] == 'running' then
     redis.call('ZADD', key(LEASES, pipeline), 'XX', now + lease_ms, id)
-  else
-    lost[#lost + 1] = id
-  end
+  end  -- else this attempt has just ended it: nothing to renew
 end
 if redis.call('GET', KEYS[2]) == worker then redis.call('PEXPIRE', KEYS[2], lease_ms) end
 

@@ -11,6 +11,7 @@ KUBE_TOOLS := $(TOOLS)/kube/.unpacked-stamp
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test lint typecheck check bench clean kube-tools chart-readme images image-list image-archive test-images
+.PHONY: e2e e2e-build e2e-up e2e-down
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -83,3 +84,29 @@ image-archive: $(UV)
 test-images: $(STAMP)
 	deploy/docker/with-docker.sh sh -c 'deploy/docker/build-images.sh build && LANGSCALE_TEST_IMAGES=1 $(VENV)/bin/pytest -p no:cacheprovider tests/images'
 
+# ------------------------------------------------------------------------------------------
+# End-to-end: the chart on a real single-node Kubernetes built here from registry packages
+# (docs/e2e.md). Build outputs are cached under $(CACHE)/e2e/, outside the clone.
+# ------------------------------------------------------------------------------------------
+
+E2E_CACHE = $(CACHE)/e2e
+E2E_CLUSTER = $(VENV)/bin/python tests/e2e/cluster/localcluster.py --cache $(E2E_CACHE)
+
+## e2e-build: build Kubernetes, containerd config, CoreDNS, KEDA and helm for e2e (cached)
+e2e-build: $(STAMP)
+	$(E2E_CLUSTER) build
+
+## e2e: start the cluster, install the chart, autoscale, roll, drain, doctor; always tear down
+#      (the images: `make image-archive`, loaded into the cluster's containerd with ctr)
+e2e: e2e-build image-archive
+	LANGSCALE_E2E=1 LANGSCALE_E2E_CACHE=$(E2E_CACHE) \
+	LANGSCALE_E2E_IMAGES="$$(deploy/docker/build-images.sh list)" \
+	LANGSCALE_E2E_IMAGE_ARCHIVE=$(CACHE)/images/langscale-images.tar \
+	$(VENV)/bin/pytest tests/e2e -p no:cacheprovider --timeout 1800 $(E2E_ARGS)
+
+## e2e-up / e2e-down: a cluster to poke at by hand (prints its KUBECONFIG)
+e2e-up: e2e-build
+	$(E2E_CLUSTER) up --keda
+
+e2e-down:
+	$(E2E_CLUSTER) down

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +14,9 @@ from redis.asyncio import Redis
 from langscale.localredis import LocalRedis, free_port, start_local_redis
 
 from support import ROOT, Process, wait_until
+
+# tests/e2e drives a real Kubernetes cluster: only `make e2e` collects it (LANGSCALE_E2E=1).
+collect_ignore_glob = [] if os.environ.get("LANGSCALE_E2E") == "1" else ["e2e/*"]
 
 
 @pytest.fixture(scope="module")

@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     autoscale.add_argument("args", nargs=argparse.REMAINDER)
     autoscale.set_defaults(func=_autoscale)
+
+    from langscale.doctor import add_parser as add_doctor
+
+    add_doctor(commands)
     return parser
 
 

@@ -43,9 +43,11 @@ def test_after_a_soak_with_kills_only_the_finished_runs_keys_remain(
         assert all(db.zcard(k) == 0 for k in keys if f":{kind}:" in k), kind
     counters = {k for k in keys if ":done:" in k}
     assert all(0 < db.ttl(k) <= 120 for k in counters)
+    idempotency = {k for k in keys if ":idem:" in k}  # the test client sends keys
+    assert all(0 < db.ttl(k) for k in idempotency)
     served = {k for k in keys if ":served:" in k}
     assert all(db.zcard(k) <= 3 for k in served)  # the live workers only
-    rest = keys - runs_keys - stream_keys - counters - served
+    rest = keys - runs_keys - stream_keys - counters - idempotency - served
     rest -= {k for k in keys if k.startswith("test:")}  # the test's own history
     # Empty queues and lease sets vanish; what is left is one of each, whatever the load.
     rest -= {k for k in keys if any(f":{kind}:" in k for kind in ("queue", "leases", "suspects"))}

@@ -10,24 +10,37 @@ STAMP := $(VENV)/.synced-stamp
 KUBE_TOOLS := $(TOOLS)/kube/.unpacked-stamp
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck check bench clean kube-tools chart-readme images image-list image-archive test-images
+.PHONY: run test test-cluster lint typecheck check bench clean kube-tools chart-readme images image-list image-archive test-images
 .PHONY: e2e e2e-build e2e-up e2e-down
 
+# --clear: a first install interrupted half-way (a venv without pip) is made again, not
+# reused; uv is installed last, so its presence means the tools are whole.
 $(UV):
-	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(PYTHON) -m venv --clear $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(STAMP): $(UV) pyproject.toml uv.lock
 	$(UV) sync --locked --python $(PYTHON)
 	@touch $@
 
-## run: the whole stack locally (embedded Redis, gateway on 127.0.0.1:8000, one worker)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+## run: the whole stack locally (embedded Redis, gateway on HOST:PORT = 127.0.0.1:8000, one worker)
 run: $(STAMP)
-	$(VENV)/bin/langscale dev
+	$(VENV)/bin/langscale dev --host $(HOST) --port $(PORT)
 
 ## test: lint, type-check and every test
 test: $(STAMP) lint typecheck $(KUBE_TOOLS)
 	$(VENV)/bin/pytest
+
+## test-cluster: the lifecycle unit tests and the integration suite on a local Redis Cluster
+## (3 masters, 3 replicas) instead of one redis-server
+test-cluster: $(STAMP)
+	LANGSCALE_TEST_REDIS=cluster $(VENV)/bin/pytest -p no:cacheprovider \
+		tests/unit/test_lifecycle.py tests/unit/test_lifecycle_threads.py tests/unit/test_lifecycle_thread_partials_and_listing.py \
+		tests/unit/test_llm_calls.py \
+		tests/integration
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -160,6 +160,42 @@ class RawHTTP:
         self.idle.clear()
 
 
+async def invoke_clients(
+    port: int, clients: int, seconds: float, path: str, body: Callable[[int, int], Any]
+) -> dict[str, Any]:
+    """``clients`` clients POSTing ``body(client, i)`` to ``path`` in a loop for ``seconds``:
+    runs/s, errors (non-200), the latency summary of the successful ones and their
+    ``latencies`` (seconds)."""
+    http = RawHTTP("127.0.0.1", port)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+
+    async def client(n: int) -> None:
+        nonlocal errors
+        i = 0
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            status, _ = await http.request("POST", path, json.dumps(body(n, i)).encode())
+            if status == 200:
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors += 1
+            i += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    elapsed = time.monotonic() - started
+    await http.aclose()
+    return {
+        "runs": len(latencies),
+        "errors": errors,
+        "runs_per_second": round(len(latencies) / elapsed, 1),
+        "latency": latency_summary(latencies),
+        "latencies": latencies,
+    }
+
+
 class Langscale(System):
     name = "langscale"
     http_client = "raw"  # or "httpx" (see RawHTTP)
@@ -169,7 +205,7 @@ class Langscale(System):
         settings = {
             "fake_latency": self.latency,
             "worker_concurrency": self.concurrency,
-            "invoke_timeout": REQUEST_TIMEOUT,
+            "max_invoke_timeout": REQUEST_TIMEOUT,
         }
         for i in range(self.n_workers):
             self.procs.append(langscale_worker(f"worker-{i}", self.redis.url, **settings).start())

@@ -7,6 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from redis.asyncio import Redis
+
 from langscale.contract import JobSpec
 from langscale.lifecycle import Claim, Leases, LifecycleConfig, Requeue, RunStore
 from langscale.settings import Settings
@@ -16,6 +18,14 @@ T = TypeVar("T")
 
 def lifecycle_config(redis_url: str, **settings: Any) -> LifecycleConfig:
     return LifecycleConfig.from_settings(Settings(redis_url=redis_url, **settings))
+
+
+def store_and_leases(
+    redis: Redis, redis_url: str, **settings: Any
+) -> tuple[LifecycleConfig, RunStore, Leases]:
+    """A gateway's and a worker's (``w``, serving ``chat``) sides of one lifecycle."""
+    config = lifecycle_config(redis_url, **settings)
+    return config, RunStore(redis, config), Leases(redis, config, "w", ["chat"])
 
 
 async def submit(

@@ -119,3 +119,17 @@ def recorded() -> Runnable:
 
 
 FAULT_PIPELINES = f"{TEST_PIPELINES},recorded=pipelines_for_tests:recorded"
+
+
+def flaky_once() -> Runnable:
+    """Fails its first attempt with a retriable error, then answers ``ok``."""
+    from langchain_core.runnables import RunnableConfig
+
+    from langscale_worker import RetriableError
+
+    def once(value: Text, config: RunnableConfig) -> str:
+        if (config.get("metadata") or {}).get("langscale_attempt") == 1:
+            raise RetriableError("first attempts fail")
+        return "ok"
+
+    return RunnableLambda(once).with_types(input_type=Text, output_type=str)

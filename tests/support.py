@@ -31,6 +31,21 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
+def sync_client(url: str, **options: Any) -> Any:
+    """A synchronous client of the Redis at ``url``: a plain one, or a cluster client for
+    a ``redis+cluster://`` URL (for tests that look at Redis directly)."""
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
+
+    from langscale.redis import is_cluster_url, parse_cluster_url
+
+    if is_cluster_url(url):
+        parsed = parse_cluster_url(url)
+        nodes = [ClusterNode(host, port) for host, port in parsed.nodes]
+        return RedisCluster(startup_nodes=nodes, password=parsed.password, **options)
+    return redis.Redis.from_url(url, **options)
+
+
 def faketime(offset: str) -> dict[str, str]:
     """Environment that sets a process's wall clock ``offset`` ("+60s", "-15s") away from
     everyone else's (libfaketime, from its PyPI wheel, via LD_PRELOAD); its monotonic clock
@@ -149,7 +164,11 @@ class Stack:
         for _ in range(workers):
             self.add_worker()
         self.start_gateway()
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()  # a fixture that fails here never reaches its teardown
+            raise
         return self
 
     def start_gateway(self, environment: dict[str, str] | None = None, **overrides: Any) -> Process:

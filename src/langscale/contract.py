@@ -9,7 +9,7 @@ import json
 import math
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,8 @@ RUN_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 
 # The tenant of runs created without authentication.
 DEFAULT_TENANT = "default"
+# The worker pool of workers that name none (the chart's `worker`).
+DEFAULT_POOL = "default"
 
 # Config keys a client may pass through to the Runnable (as LangServe's config_keys).
 CLIENT_CONFIG_KEYS = frozenset(
@@ -49,6 +51,7 @@ class StreamMode(StrEnum):
     OFF = "off"  # ainvoke: state changes and the end only
     CHUNKS = "chunks"  # astream: every output chunk
     EVENTS = "events"  # astream_events(version="v2"): every callback event
+    LOG = "log"  # astream_log(diff=True): every RunLogPatch, as {"ops": [...]}
 
 
 class EventType(StrEnum):
@@ -88,6 +91,8 @@ class JobSpec(BaseModel):
     input: Any
     config: dict[str, Any] = Field(default_factory=dict)
     stream: StreamMode = StreamMode.OFF
+    # astream_log's filters (include_names, exclude_tags, ...), for StreamMode.LOG.
+    stream_options: dict[str, list[str]] = Field(default_factory=dict)
     tenant: str = DEFAULT_TENANT
     trace_context: dict[str, str] = Field(default_factory=dict)
 
@@ -119,6 +124,90 @@ class RunRecord(BaseModel):
     finished_at: float | None = None
 
 
+class RunAccepted(BaseModel):
+    """The answer to ``POST /v1/runs`` (202)."""
+
+    run_id: str
+    state: RunState
+    status_url: str
+    thread_id: str | None = Field(None, description="The run's thread, when it has one.")
+    cancelled_run_ids: list[str] | None = Field(
+        None, description="With a thread: the runs this run's interrupt or rollback cancelled."
+    )
+
+
+class ThreadRun(BaseModel):
+    """One of a thread's latest runs, as ``GET /v1/threads/{thread_id}`` lists it."""
+
+    run_id: str
+    pipeline: str
+    state: RunState
+    error: ErrorInfo | None = None
+    created_at: float | None = Field(None, description="Unix time, seconds.")
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class ThreadListItem(BaseModel):
+    """A thread as ``GET /v1/threads`` lists it."""
+
+    thread_id: str
+    state: Literal["busy", "idle"] = Field(description="busy: it has a run not ended.")
+    pending_runs: int = Field(description="Its runs that have not ended.")
+    run_count: int = Field(description="Runs it has had.")
+    messages: int = Field(description="Messages in its chat history.")
+    created_at: float = Field(description="Unix time, seconds.")
+    updated_at: float = Field(description="Its latest activity, Unix time, seconds.")
+
+
+class ThreadView(BaseModel):
+    """A thread (``GET /v1/threads/{thread_id}``)."""
+
+    thread_id: str
+    state: Literal["busy", "idle"] = Field(description="busy: it has a run not ended.")
+    pending_run_ids: list[str] = Field(
+        description="Its runs not ended, the head (running or next) first."
+    )
+    runs: list[ThreadRun] = Field(description="Its latest runs, oldest first.")
+    run_count: int
+    messages: int
+    created_at: float
+    updated_at: float
+
+
+class ThreadPage(BaseModel):
+    """One page of ``GET /v1/threads``."""
+
+    threads: list[ThreadListItem]
+    next_cursor: str | None = Field(
+        None, description="Pass as ?cursor= for the next page; null: there is none."
+    )
+
+
+class HistoryMessage(BaseModel):
+    run_id: str = Field(description="The run that wrote it.")
+    attempt: int = Field(description="The attempt of that run that wrote it.")
+    message: dict[str, Any] = Field(
+        description="The LangChain message (messages_to_dict form: type, data)."
+    )
+
+
+class ThreadHistory(BaseModel):
+    """A thread's chat messages, oldest first (``GET /v1/threads/{thread_id}/history``)."""
+
+    thread_id: str
+    messages: list[HistoryMessage]
+
+
+class RunPage(BaseModel):
+    """One page of ``GET /v1/runs``."""
+
+    runs: list[RunRecord]
+    next_cursor: str | None = Field(
+        None, description="Pass as ?cursor= for the next page; null: there is none."
+    )
+
+
 class PipelineDefinition(BaseModel):
     """What a worker publishes about each pipeline so the gateway never imports user code."""
 
@@ -126,6 +215,14 @@ class PipelineDefinition(BaseModel):
     description: str = ""
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
+    pool: str = Field(
+        DEFAULT_POOL, description="The worker pool serving it (LANGSCALE_WORKER_POOL)."
+    )
+    needs_thread: bool = Field(
+        False,
+        description="Its runs need a thread (thread_id or config.configurable.session_id): "
+        "it keeps a history per thread (RunnableWithMessageHistory's session_id).",
+    )
 
 
 def storable_problems(value: Any, path: str = "$", max_depth: int = 64) -> list[dict[str, str]]:

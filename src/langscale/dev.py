@@ -6,19 +6,31 @@ child processes with the offline ``fake`` LLM. Ctrl-C stops everything it starte
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from langscale.localredis import LocalRedis, start_local_redis
+from langscale.localredis import LocalRedis, free_port, start_local_redis
+from langscale.settings import BUILTIN_PIPELINES
+
+# The built-in pipelines and rag on the embedded vector store (`langscale ingest <folder>`
+# fills it): no server to run. Its similarity search needs numpy, which the dev install has
+# and the worker image does not: there, rag is named in LANGSCALE_PIPELINES with a server.
+DEV_PIPELINES = ",".join(
+    [f"{name}={target}" for name, target in BUILTIN_PIPELINES.items()]
+    + ["rag=langscale_worker.pipelines:rag"]
+)
 
 BANNER = """
 langscale is running: gateway http://{host}:{port}  (API docs: http://{host}:{port}/docs)
   Redis {redis_url}{redis_note}
+  worker health and metrics http://127.0.0.1:{worker_port}/healthz, /metrics
 
   curl -s -X POST http://{host}:{port}/chat/invoke -H 'content-type: application/json' \\
        -d '{{"input": {{"question": "hello"}}}}'
@@ -26,12 +38,24 @@ langscale is running: gateway http://{host}:{port}  (API docs: http://{host}:{po
        -d '{{"pipeline": "summarize", "input": {{"text": "A long text..."}}}}'
   python -c 'from langserve import RemoteRunnable; \\
 print(RemoteRunnable("http://{host}:{port}/chat").invoke({{"question": "hi"}}))'
+  curl -s -X POST http://{host}:{port}/chat_with_history/invoke \\
+       -H 'content-type: application/json' \\
+       -d '{{"input": {{"question": "hi"}}, "config": {{"configurable": {{"session_id": "t1"}}}}}}'
+  langscale ingest docs/ && curl -s -X POST http://{host}:{port}/rag/invoke \\
+       -H 'content-type: application/json' -d '{{"input": {{"question": "What is a lease?"}}}}'
 
 Ctrl-C stops everything.
 """
 
 
-def _wait_ready(url: str, children: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
+def _wait_until(
+    url: str,
+    children: Sequence[subprocess.Popen[bytes]],
+    timeout: float,
+    done: Callable[[bytes], bool] = lambda body: True,
+) -> None:
+    """Poll ``url`` until it answers 200 with a body ``done`` accepts (or refuses us: auth
+    is on, nothing more to learn), failing early if one of ``children`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in children:
@@ -39,8 +63,11 @@ def _wait_ready(url: str, children: Sequence[subprocess.Popen[bytes]], timeout: 
                 raise RuntimeError(f"{child.args!r} exited with {child.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
+                if response.status == 200 and done(response.read()):
                     return
+        except urllib.error.HTTPError as error:
+            if error.code in (401, 403):
+                return
         except OSError:
             pass
         time.sleep(0.2)
@@ -55,18 +82,28 @@ def _stop(children: Sequence[subprocess.Popen[bytes]], grace: float = 10.0) -> N
     for child in children:
         try:
             child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):  # a second Ctrl-C: now
+            for rest in children:
+                if rest.poll() is None:
+                    rest.kill()
             child.wait()
 
 
 def run(host: str = "127.0.0.1", port: int = 8000) -> int:
     env = dict(os.environ)
     env.setdefault("LANGSCALE_LOG_FORMAT", "text")
+    env.setdefault("LANGSCALE_PIPELINES", DEV_PIPELINES)
+    # Ctrl-C should not wait long: in-flight work gets a few seconds, not a rollout's window.
+    env.setdefault("LANGSCALE_GATEWAY_DRAIN_TIMEOUT", "3")
+    env.setdefault("LANGSCALE_DRAIN_TIMEOUT", "5")
     redis: LocalRedis | None = None
     if "LANGSCALE_REDIS_URL" not in env:
         redis = start_local_redis(appendonly=True)  # as production should: no warning
         env["LANGSCALE_REDIS_URL"] = redis.url
+    # The worker's /healthz and /metrics: loopback only, on a free port, so a second
+    # `make run` on this machine does not collide (production keeps 0.0.0.0:9101).
+    env.setdefault("LANGSCALE_WORKER_HTTP_HOST", "127.0.0.1")
+    env.setdefault("LANGSCALE_WORKER_HTTP_PORT", str(free_port()))
     exe = [sys.executable, "-m", "langscale.cli"]
     children: list[subprocess.Popen[bytes]] = []
 
@@ -79,11 +116,22 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> int:
         children.append(
             subprocess.Popen([*exe, "gateway", "--host", host, "--port", str(port)], env=env)
         )
-        _wait_ready(f"http://{host}:{port}/readyz", children, timeout=60)
+        _wait_until(f"http://{host}:{port}/readyz", children, timeout=60)
+        # ...and until the worker has published its pipelines: the banner's commands work.
+        _wait_until(
+            f"http://{host}:{port}/v1/pipelines",
+            children,
+            timeout=60,
+            done=lambda body: bool(json.loads(body).get("pipelines")),
+        )
         note = " (private, started by langscale dev)" if redis else ""
         print(
             BANNER.format(
-                host=host, port=port, redis_url=env["LANGSCALE_REDIS_URL"], redis_note=note
+                host=host,
+                port=port,
+                redis_url=env["LANGSCALE_REDIS_URL"],
+                redis_note=note,
+                worker_port=env["LANGSCALE_WORKER_HTTP_PORT"],
             ),
             flush=True,
         )

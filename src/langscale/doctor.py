@@ -178,6 +178,14 @@ def check_grace(
     )
 
 
+def pool_queue(queue: dict[str, Any] | None, pool: str) -> dict[str, Any] | None:
+    """A worker pool's figures in the gateway's /v1/queue: its entry under ``pools`` (a pool
+    that no worker announced has none: all zero); a gateway without pools: the total."""
+    if queue is None or "pools" not in queue:
+        return queue
+    return queue["pools"].get(pool, {"ready": 0, "in_progress": 0, "backlog": 0})
+
+
 def metric_field(metric_name: str) -> str:
     """Which /v1/queue field an external metric's name stands for."""
     return "ready" if "ready" in metric_name else "backlog"
@@ -586,8 +594,9 @@ def checks(facts: Facts) -> list[Check]:
                 "kubectl get pods -l app.kubernetes.io/component=gateway; check readiness",
             )
         )
-    backlog = None if facts.queue is None else float(facts.queue.get("backlog", 0))
     for pool in facts.workers:
+        queue = pool_queue(facts.queue, pool.env.get("LANGSCALE_WORKER_POOL", "default"))
+        backlog = None if queue is None else float(queue.get("backlog", 0))
         concurrency = int(_float_env(pool.env, "LANGSCALE_WORKER_CONCURRENCY", 100))
         drain = _float_env(pool.env, "LANGSCALE_DRAIN_TIMEOUT", 60)
         job_timeout = _float_env(pool.env, "LANGSCALE_JOB_TIMEOUT", 300)
@@ -613,9 +622,7 @@ def checks(facts: Facts) -> list[Check]:
             results.append(check_scaling_active(pool.name, pool.hpa))
             for (pool_name, metric), (value, error) in facts.metrics.items():
                 if pool_name == pool.name:
-                    results.append(
-                        check_external_metric(pool.name, metric, value, error, facts.queue)
-                    )
+                    results.append(check_external_metric(pool.name, metric, value, error, queue))
         results.append(
             check_capacity(
                 pool.name,

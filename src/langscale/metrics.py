@@ -8,7 +8,7 @@ process and platform collectors. The dashboard and alert-rule test calls
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -62,39 +62,57 @@ ADMISSION_REJECTED = Counter(
 )
 QUEUE_READY = Gauge(
     "langscale_queue_ready_jobs",
-    "Jobs due and not running (waiting for a worker slot). Same on every gateway replica: "
-    "aggregate with max by (queue).",
-    ["queue"],
+    "Jobs due and not running (waiting for a worker slot), per worker pool. Same on every "
+    "gateway replica: aggregate with max by (queue, pool), then sum by (queue).",
+    ["queue", "pool"],
     registry=GATEWAY,
 )
 QUEUE_DEFERRED = Gauge(
     "langscale_queue_deferred_jobs",
     "Jobs scheduled later (retry backoff).",
-    ["queue"],
+    ["queue", "pool"],
     registry=GATEWAY,
 )
 QUEUE_IN_PROGRESS = Gauge(
     "langscale_queue_in_progress_jobs",
     "Jobs held by a live worker lease.",
-    ["queue"],
+    ["queue", "pool"],
     registry=GATEWAY,
 )
 QUEUE_BACKLOG = Gauge(
     "langscale_queue_backlog_jobs",
     "Ready + in progress: the work the fleet must hold; the autoscaling metric.",
-    ["queue"],
+    ["queue", "pool"],
     registry=GATEWAY,
 )
 QUEUE_OLDEST_AGE = Gauge(
     "langscale_queue_oldest_ready_age_seconds",
     "How long the oldest ready job has waited.",
-    ["queue"],
+    ["queue", "pool"],
     registry=GATEWAY,
 )
 QUEUE_COMPLETED_RATE = Gauge(
     "langscale_queue_completed_per_second",
     "Runs that ended per second over the last 10 s (the drain rate admission uses).",
-    ["queue"],
+    ["queue", "pool"],
+    registry=GATEWAY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "langscale_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered, retried (failed, will retry), failed "
+    "(given up after LANGSCALE_WEBHOOK_RETRY_FOR), expired (the run expired first).",
+    ["outcome"],
+    registry=GATEWAY,
+)
+WEBHOOK_LATENCY = Histogram(
+    "langscale_webhook_delivery_latency_seconds",
+    "From a run's end to its webhook's successful delivery (Redis clock).",
+    buckets=LATENCY_BUCKETS,
+    registry=GATEWAY,
+)
+WEBHOOK_PENDING = Gauge(
+    "langscale_webhook_pending",
+    "Webhook deliveries due or being retried (all gateways; read at scrape time).",
     registry=GATEWAY,
 )
 QUEUE_READ_ERRORS = Counter(
@@ -112,18 +130,19 @@ _QUEUE_GAUGES = (
 )
 
 
-def set_queue_gauges(stats: QueueStats | None) -> None:
-    """Set the queue gauges from one reading; None (reading failed) removes them."""
-    if stats is None:
-        for gauge in _QUEUE_GAUGES:
-            gauge.clear()
-        return
-    QUEUE_READY.labels(stats.queue).set(stats.ready)
-    QUEUE_DEFERRED.labels(stats.queue).set(stats.deferred)
-    QUEUE_IN_PROGRESS.labels(stats.queue).set(stats.in_progress)
-    QUEUE_BACKLOG.labels(stats.queue).set(stats.backlog)
-    QUEUE_OLDEST_AGE.labels(stats.queue).set(stats.oldest_ready_age_seconds)
-    QUEUE_COMPLETED_RATE.labels(stats.queue).set(stats.completed_per_second)
+def set_queue_gauges(pools: Sequence[QueueStats] | None) -> None:
+    """Set the queue gauges from one reading per worker pool; None (reading failed) removes
+    them. A pool that is gone is dropped too."""
+    for gauge in _QUEUE_GAUGES:
+        gauge.clear()
+    for stats in pools or ():
+        labels = (stats.queue, stats.pool or "")
+        QUEUE_READY.labels(*labels).set(stats.ready)
+        QUEUE_DEFERRED.labels(*labels).set(stats.deferred)
+        QUEUE_IN_PROGRESS.labels(*labels).set(stats.in_progress)
+        QUEUE_BACKLOG.labels(*labels).set(stats.backlog)
+        QUEUE_OLDEST_AGE.labels(*labels).set(stats.oldest_ready_age_seconds)
+        QUEUE_COMPLETED_RATE.labels(*labels).set(stats.completed_per_second)
 
 
 # --- worker -------------------------------------------------------------------------------
@@ -161,7 +180,8 @@ RUNS_IN_FLIGHT = Gauge(
 STALE_WRITES = Counter(
     "langscale_stale_writes",
     "Writes of attempts that Redis refused because another attempt held the run (fencing), "
-    "by kind: append, finish, renew.",
+    "by kind: append, finish, renew, history_partial (an interrupted run's partial answer "
+    "too late for its thread's next run).",
     ["kind"],
     registry=WORKER,
 )
@@ -174,6 +194,39 @@ RUN_RETRIES = Counter(
     "langscale_run_retries",
     "Attempts put back on the queue: reason is the error type, or worker_stopping (drain).",
     ["pipeline", "reason"],
+    registry=WORKER,
+)
+VECTOR_POOL_SIZE = Gauge(
+    "langscale_vector_store_pool_size",
+    "Connections of this worker process's vector store pool (0: a new one per query).",
+    registry=WORKER,
+)
+VECTOR_IN_USE = Gauge(
+    "langscale_vector_store_connections_in_use",
+    "Vector store connections a query is using now (pooled or not).",
+    registry=WORKER,
+)
+VECTOR_POOL_WAIT = Histogram(
+    "langscale_vector_store_pool_wait_seconds",
+    "Time a query waited for a free pooled vector store connection.",
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=WORKER,
+)
+VECTOR_CONNECTIONS_OPENED = Counter(
+    "langscale_vector_store_connections_opened",
+    "Vector store connections opened for one query (an unpooled store, pool size 0).",
+    registry=WORKER,
+)
+VECTOR_QUERIES = Counter(
+    "langscale_vector_store_queries",
+    "Vector store queries, by outcome (ok, error).",
+    ["outcome"],
+    registry=WORKER,
+)
+VECTOR_QUERY_DURATION = Histogram(
+    "langscale_vector_store_query_duration_seconds",
+    "Time of one vector store query, the wait for a connection included.",
+    buckets=LATENCY_BUCKETS,
     registry=WORKER,
 )
 LLM_CALL_DURATION = Histogram(

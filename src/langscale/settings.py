@@ -23,6 +23,7 @@ BUILTIN_PIPELINES: dict[str, str] = {
     "chat": "langscale_worker.pipelines:chat",
     "summarize": "langscale_worker.pipelines:summarize",
     "embed": "langscale_worker.pipelines:embed",
+    "chat_with_history": "langscale_worker.pipelines:chat_with_history",
 }
 
 
@@ -33,7 +34,9 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         description="Redis URL: redis:// or rediss://, or for high availability "
-        "redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>].",
+        "redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>], or for a "
+        "Redis (or Valkey) Cluster redis+cluster://[[user]:password@]host:port[,host:port...] "
+        "(rediss+cluster:// with TLS).",
     )
     queue_name: str = Field(
         "langscale",
@@ -46,20 +49,23 @@ class Settings(BaseSettings):
         ge=1,
         le=256,
         description="Partitions of the keyspace, each one Redis Cluster hash slot (a run and "
-        "its pipeline's queue share one). 1 on a single Redis; on a cluster, a few per master.",
+        "its pipeline's queue share one), spread evenly over the slots. 1 on a single Redis; "
+        "on a cluster at least 4 per master (raise it freely, lowering strands queued runs).",
     )
     redis_wait_replicas: int = Field(
         0,
         ge=0,
         description="Replicas a new run must reach (Redis WAIT, 1 s) before the gateway "
-        "acknowledges it, else 503: with Sentinel, 1 keeps a failover from losing accepted "
-        "runs.",
+        "acknowledges it, else 503; workers also wait (at most 1 s) for replicas to have a "
+        "claim or an end before acting on it. With Sentinel or a cluster, 1 keeps a failover "
+        "from losing accepted runs or running one twice.",
     )
     redis_max_connections: int = Field(
         8,
         ge=2,
         description="Redis connections per process (requests wait for a free one); "
-        "stream followers share them.",
+        "stream followers share them. On a cluster: commands in flight per process, so at "
+        "most this many connections to each node.",
     )
 
     # --- runs ----------------------------------------------------------------------------
@@ -67,14 +73,12 @@ class Settings(BaseSettings):
     result_ttl: int = Field(
         86_400, gt=0, description="How long run state and results stay in Redis, seconds."
     )
-    invoke_timeout: float = Field(
-        30.0,
-        gt=0,
-        description="How long a sync invoke waits for the result before answering 202 with "
-        "the run id (per request: ?timeout=).",
-    )
     max_invoke_timeout: float = Field(
-        300.0, gt=0, description="Upper bound for a per-request ?timeout=, seconds."
+        600.0,
+        gt=0,
+        description="Longest a LangServe /invoke or /batch waits for its runs, seconds (as "
+        "LangServe, it waits until they end or the client leaves); then it answers 504 "
+        "naming the runs, which go on. Per request ?timeout= may only lower it.",
     )
     max_body_bytes: int = Field(
         1_048_576, gt=0, description="Largest request body the gateway accepts (413 above)."
@@ -95,10 +99,65 @@ class Settings(BaseSettings):
         description="How long a run's event stream stays after the run ends, seconds (at "
         "most the result TTL); later readers get the end from the run's state.",
     )
+    runs_indexed_metadata: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Metadata keys with a listing index of their own, comma separated: GET "
+        "/v1/runs?metadata=key=value on them reads only the matching runs (other keys are "
+        "filtered while reading the tenant's index). Each costs ~100 bytes of Redis per run "
+        "that has it.",
+    )
     disconnect_policy: Literal["cancel", "continue"] = Field(
         "cancel",
         description="What a client going away from a sync invoke or a stream does to its "
         "runs (per request: ?on_disconnect=).",
+    )
+
+    # --- threads (conversations) and their chat history ----------------------------------
+    thread_ttl: int = Field(
+        604_800,
+        gt=0,
+        description="How long a thread (its run list and chat history) stays after its last "
+        "run or message, seconds.",
+    )
+    thread_max_pending: int = Field(
+        100,
+        ge=1,
+        description="Most runs of one thread that have not ended; an enqueue beyond it is "
+        "refused with 429 thread_full.",
+    )
+    history_max_messages: int = Field(
+        200,
+        ge=2,
+        description="Latest chat messages a thread's history keeps (older ones are dropped).",
+    )
+
+    # --- retrieval (the rag pipeline, langscale ingest) ----------------------------------
+    vector_store_url: str = Field(
+        "",
+        description="A Chroma server's URL (http://host:8000) for the rag pipeline and "
+        "langscale ingest; empty: the embedded store in LANGSCALE_VECTOR_STORE_PATH.",
+    )
+    vector_store_path: Path = Field(
+        Path(".langscale/vectors.json"),
+        description="File of the embedded vector store (no URL): written by langscale ingest, "
+        "read by every worker on this machine.",
+    )
+    vector_store_collection: str = Field(
+        "langscale",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$",
+        description="The Chroma collection of the rag pipeline's documents.",
+    )
+    vector_store_pool_size: int = Field(
+        5,
+        ge=0,
+        description="Connections to the vector store per worker process, shared by its runs "
+        "(0: a new connection per query).",
+    )
+    vector_store_timeout: float = Field(
+        10.0, gt=0, description="Timeout of one vector store request, seconds."
+    )
+    rag_top_k: int = Field(
+        4, ge=1, le=100, description="Documents the rag pipeline retrieves per question."
     )
 
     # --- worker --------------------------------------------------------------------------
@@ -154,6 +213,12 @@ class Settings(BaseSettings):
     worker_http_port: int = Field(
         9101, ge=0, le=65535, description="Worker's /healthz and /metrics port (0: off)."
     )
+    worker_pool: str = Field(
+        "default",
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$",
+        description="The worker pool this worker belongs to (one Deployment of workers "
+        "serving a set of pipelines); queue figures and autoscaling metrics are per pool.",
+    )
     pipeline_heartbeat: float = Field(
         10.0, gt=0, description="How often a worker republishes pipeline definitions, seconds."
     )
@@ -161,7 +226,8 @@ class Settings(BaseSettings):
         3_600.0,
         gt=0,
         description="How long a pipeline no live worker serves stays known (its runs wait "
-        "queued, e.g. for workers scaled to zero), seconds.",
+        "queued, e.g. for workers scaled to zero), seconds; then new runs are 404 and its "
+        "queued runs fail with pipeline_unavailable.",
     )
     run_max_concurrency: int = Field(
         16,
@@ -272,6 +338,36 @@ class Settings(BaseSettings):
         "seconds (the chart's terminationGracePeriodSeconds leaves a margin above it).",
     )
 
+    # --- webhooks (docs/clients.md) ------------------------------------------------------
+    webhook_secrets: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Signing secrets of webhooks per tenant, tenant=whsec_<base64>, comma "
+        "separated (or JSON); * is every other tenant's. A tenant without one cannot ask "
+        "for webhooks (422).",
+    )
+    webhook_default_urls: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="A tenant's webhook for runs submitted without one, tenant=url, comma "
+        "separated (or JSON); * is every other tenant's.",
+    )
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Private, loopback or link-local webhook destinations that are allowed "
+        "anyway (host names or CIDRs, comma separated); every other such one is refused at "
+        "submit (SSRF).",
+    )
+    webhook_retry_for: float = Field(
+        86_400.0,
+        gt=0,
+        description="How long a webhook is retried (exponential backoff from 1 s to 10 min) "
+        "after its run ended, seconds (at most the result TTL: the delivery is read from "
+        "the run).",
+    )
+    webhook_timeout: float = Field(10.0, gt=0, description="HTTP timeout of one webhook POST.")
+    webhook_concurrency: int = Field(
+        32, ge=1, description="Webhook deliveries one gateway process makes at once."
+    )
+
     # --- authentication ------------------------------------------------------------------
     auth_enabled: bool = Field(
         False, description="Require an API key (off for local use, and loudly logged)."
@@ -302,6 +398,18 @@ class Settings(BaseSettings):
         "reloads it, seconds (0: read once at start). Rotating keys needs no restart.",
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        from langscale.redis import URL_SCHEMES, is_cluster_url, parse_cluster_url
+
+        scheme = value.partition("://")[0] if "://" in value else ""
+        if scheme not in URL_SCHEMES:
+            raise ValueError(f"expected a URL starting with {', '.join(URL_SCHEMES)}://")
+        if is_cluster_url(value):
+            parse_cluster_url(value)
+        return value
+
     @field_validator("pipelines", mode="before")
     @classmethod
     def _parse_pipelines(cls, value: object) -> object:
@@ -320,6 +428,21 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_weights(cls, value: object) -> object:
         return parse_weights(value)
+
+    @field_validator("webhook_secrets", "webhook_default_urls", mode="before")
+    @classmethod
+    def _parse_tenant_map(cls, value: object) -> object:
+        return _parse_mapping(value, "tenant=value")
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _parse_allowed_hosts(cls, value: object) -> object:
+        return parse_names(value)
+
+    @field_validator("runs_indexed_metadata", mode="before")
+    @classmethod
+    def _parse_indexed_metadata(cls, value: object) -> object:
+        return parse_names(value)
 
     @field_validator("llm_cache_pipelines", mode="before")
     @classmethod
@@ -363,19 +486,31 @@ class Settings(BaseSettings):
 
 
 def _parse_mapping(value: object, form: str) -> object:
-    """``a=b,c=d`` or a JSON object, for settings that map names to values."""
+    """``a=b,c=d`` or a JSON object, for settings that map names to values. A name given
+    twice is refused: one of the two would be dropped silently."""
     if not isinstance(value, str):
         return value
     text = value.strip()
     if text.startswith("{"):
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_pairs)
     parsed: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, target = item.partition("=")
         if not sep or not name.strip() or not target.strip():
             raise ValueError(f"expected {form}, got {item!r}")
+        if name.strip() in parsed:
+            raise ValueError(f"{name.strip()!r} is given twice")
         parsed[name.strip()] = target.strip()
     return parsed
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ValueError(f"{name!r} is given twice")
+        result[name] = value
+    return result
 
 
 def describe_errors(error: ValidationError) -> str:

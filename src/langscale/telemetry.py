@@ -1,8 +1,9 @@
 """OpenTelemetry tracing for both services, configured by the standard ``OTEL_*`` variables.
 
-Tracing is on only when an OTLP endpoint is set (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
-``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``), ``OTEL_SDK_DISABLED`` is not true and
-``OTEL_TRACES_EXPORTER`` is not ``none``. Off, nothing is installed: the API's no-op tracer
+Tracing is on when an OTLP endpoint is set (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) or ``OTEL_TRACES_EXPORTER=console`` (spans printed
+on standard output, for trying it out), unless ``OTEL_SDK_DISABLED`` is true or
+``OTEL_TRACES_EXPORTER`` is ``none``. Off, nothing is installed: the API's no-op tracer
 answers every call, and W3C context propagation injects nothing.
 """
 
@@ -41,8 +42,11 @@ def tracing_configured() -> bool:
     """Whether the environment asks for traces to be exported."""
     if _env("OTEL_SDK_DISABLED").lower() == "true":
         return False
-    if _env("OTEL_TRACES_EXPORTER").lower() == "none":
+    exporter = _env("OTEL_TRACES_EXPORTER").lower()
+    if exporter == "none":
         return False
+    if exporter == "console":
+        return True
     return bool(_env("OTEL_EXPORTER_OTLP_ENDPOINT") or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
@@ -81,6 +85,10 @@ class DropRootClientSpans(Sampler):
 
 
 def _exporter() -> SpanExporter:
+    if _env("OTEL_TRACES_EXPORTER").lower() == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
     protocol = (
         _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         or _env("OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -132,7 +140,8 @@ def setup_tracing(service_name: str) -> TracerProvider | None:
     provider = create_provider(service_name)
     trace.set_tracer_provider(provider)
     instrument_clients(provider)
-    logger.info("tracing on: exporting spans over OTLP", extra={"service": service_name})
+    how = "to the console" if _env("OTEL_TRACES_EXPORTER").lower() == "console" else "over OTLP"
+    logger.info("tracing on: exporting spans %s", how, extra={"service": service_name})
     return provider
 
 

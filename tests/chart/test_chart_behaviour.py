@@ -145,12 +145,12 @@ def test_ready_metric_is_selectable(render: Any) -> None:
 def test_hpa_selects_the_queue_by_its_name(render: Any) -> None:
     default = render().get("HorizontalPodAutoscaler", "worker")
     selector = default["spec"]["metrics"][0]["external"]["metric"]["selector"]
-    assert selector == {"matchLabels": {"queue": "langscale"}}
+    assert selector == {"matchLabels": {"queue": "langscale", "pool": "default"}}
     named = render({"config": {"queueName": "langscale-prod"}}).get(
         "HorizontalPodAutoscaler", "worker"
     )
     assert named["spec"]["metrics"][0]["external"]["metric"]["selector"] == {
-        "matchLabels": {"queue": "langscale-prod"}
+        "matchLabels": {"queue": "langscale-prod", "pool": "default"}
     }
 
 
@@ -216,7 +216,7 @@ def test_keda_metrics_api_trigger_reads_the_gateway_queue_endpoint(render: Any) 
     assert trigger["metricType"] == "AverageValue"
     gateway_svc = rendered.get("Service", "gateway")["metadata"]["name"]
     assert trigger["metadata"] == {
-        "url": f"http://{gateway_svc}.langscale.svc:8000/v1/queue",
+        "url": f"http://{gateway_svc}.langscale.svc:8000/v1/queue?pool=default",
         "format": "json",
         "valueLocation": "backlog",
         "targetValue": "7.5",
@@ -229,7 +229,7 @@ def test_keda_prometheus_trigger_takes_the_max_over_gateway_replicas(render: Any
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["serverAddress"] == "http://prometheus-operated.monitoring:9090"
     assert trigger["metadata"]["query"].startswith("max(langscale_queue_backlog_jobs{")
-    assert 'queue="langscale"' in trigger["metadata"]["query"]
+    assert 'queue="langscale",pool="default"' in trigger["metadata"]["query"]
     assert trigger["metadata"]["threshold"] == "7.5"  # 10 x 0.75
 
 
@@ -239,7 +239,7 @@ def test_prometheus_adapter_example_aggregates_with_max(render: Any) -> None:
     )
     (rule,) = adapter["rules"]["external"]
     assert "langscale_queue_(backlog|ready" in rule["seriesQuery"]
-    assert rule["metricsQuery"].startswith("max by (queue)")
+    assert rule["metricsQuery"].startswith("max by (queue, pool)")
     assert rule["resources"]["overrides"]["namespace"]["resource"] == "namespace"
 
 

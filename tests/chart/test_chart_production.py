@@ -126,7 +126,10 @@ def test_notes_tell_gitops_users_to_bring_the_redis_password(render: Any) -> Non
         (["worker.autoscaling.targetUtilization=0.5"], ("hpa", "50")),
         (["worker.concurrency=10", "worker.autoscaling.targetUtilization=0.75"], ("hpa", "7500m")),
         (["llm.fake.latencySeconds=0.5"], ("configmap", ("LANGSCALE_FAKE_LATENCY", "0.5"))),
-        (["config.invokeTimeoutSeconds=2.5"], ("configmap", ("LANGSCALE_INVOKE_TIMEOUT", "2.5"))),
+        (
+            ["config.maxInvokeTimeoutSeconds=2.5"],
+            ("configmap", ("LANGSCALE_MAX_INVOKE_TIMEOUT", "2.5")),
+        ),
     ],
 )
 def test_helm_set_of_a_float_is_accepted(sets: list[str], check: tuple[str, Any]) -> None:

@@ -25,6 +25,8 @@ from redis import Redis
 
 from langscale.keys import Keyspace
 
+from support import sync_client
+
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -78,7 +80,7 @@ def check(
         entry = json.loads(raw)
         if entry["event"] == "start" and entry["run_id"] in accepted:
             verdict.executions[entry["run_id"]] += 1
-    runs = Redis.from_url(runs_url) if runs_url else db
+    runs = sync_client(runs_url) if runs_url else db
     for run_id, work in accepted.items():
         run = {k.decode(): v.decode() for k, v in runs.hgetall(keyspace.run(run_id)).items()}
         state = run.get("state", "missing")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from faults import supervised, wait_final, work
 from history import check
 
@@ -123,6 +124,7 @@ def inject(kind: str, stack: Stack, redis: Any, rng: random.Random) -> None:
         stack.start_gateway()
 
 
+@pytest.mark.timeout(900)  # ~150 s alone; a loaded CI machine can triple it
 def test_chaos_loses_nothing_and_duplicates_nothing(
     stack_factory: Any, record_db: Any, tmp_path: Path
 ) -> None:

@@ -47,7 +47,11 @@ def test_after_a_soak_with_kills_only_the_finished_runs_keys_remain(
     assert all(db.ttl(k) > 0 for k in idempotency)
     served = {k for k in keys if ":served:" in k}
     assert all(db.zcard(k) <= 3 for k in served)  # the live workers only
-    rest = keys - runs_keys - stream_keys - counters - idempotency - served
+    indexes = {k for k in keys if ":runs:" in k}  # listing indexes: every run, by tenant
+    assert all(db.ttl(k) > 0 for k in indexes)  # they expire after the last run they list
+    listed = {run for k in indexes for run in db.zrange(k, 0, -1)}
+    assert {k.rsplit(":", 1)[-1] for k in runs_keys} == listed
+    rest = keys - runs_keys - stream_keys - counters - idempotency - served - indexes
     rest -= {k for k in keys if k.startswith("test:")}  # the test's own history
     # Empty queues and lease sets vanish; what is left is one of each, whatever the load.
     rest -= {k for k in keys if any(f":{kind}:" in k for kind in ("queue", "leases", "suspects"))}
@@ -58,5 +62,6 @@ def test_after_a_soak_with_kills_only_the_finished_runs_keys_remain(
         keyspace.clock(0),
         keyspace.isolator(0),
         keyspace.failed(0),
+        keyspace.tenants(0),
     }
     assert rest <= fixed, rest - fixed

@@ -86,7 +86,10 @@ def redis_connections(pid: int, redis_port: int) -> int:
     """TCP connections from process ``pid`` to Redis's port (its sockets in /proc)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed since the listing
+            continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     count = 0

@@ -136,16 +136,22 @@ def test_idempotency_key_returns_the_same_run(a: httpx.Client, b: httpx.Client) 
     assert theirs.status_code == 202 and theirs.json()["run_id"] != first.json()["run_id"]
 
 
-def test_failed_runs_are_listed_and_requeued_by_admins_only(
-    a: httpx.Client, ops: httpx.Client
+def test_runs_are_listed_per_tenant_and_requeued_by_admins_only(
+    a: httpx.Client, b: httpx.Client, ops: httpx.Client
 ) -> None:
     run_id = run(a, {"text": "bad"}, pipeline="failing").json()["run_id"]
     wait_until(lambda: a.get(f"/v1/runs/{run_id}").json()["state"] == "failed", 15)
-    assert a.get("/v1/runs", params={"state": "failed"}).status_code == 403
     assert a.post(f"/v1/runs/{run_id}/requeue").status_code == 403
+    # A tenant lists its own runs, never another's; an admin lists every tenant's.
+    mine = a.get("/v1/runs", params={"state": "failed"}).json()["runs"]
+    assert run_id in [r["run_id"] for r in mine]
+    assert {r["tenant"] for r in a.get("/v1/runs").json()["runs"]} == {"a"}
+    assert run_id not in [r["run_id"] for r in b.get("/v1/runs").json()["runs"]]
+    assert b.get("/v1/runs", params={"tenant": "a"}).status_code == 403
     listed = ops.get("/v1/runs", params={"state": "failed"}).json()["runs"]
     assert run_id in [r["run_id"] for r in listed]
-    assert ops.get("/v1/runs", params={"state": "running"}).status_code == 422
+    theirs = ops.get("/v1/runs", params={"tenant": "a"}).json()["runs"]
+    assert {r["tenant"] for r in theirs} == {"a"}
 
     requeued = ops.post(f"/v1/runs/{run_id}/requeue")
     assert requeued.status_code == 202
@@ -165,3 +171,17 @@ def test_failed_runs_are_listed_and_requeued_by_admins_only(
     response = ops.post(f"/v1/runs/{done}/requeue")
     assert response.status_code == 409
     assert response.json()["error"]["type"] == "run_not_failed"
+
+
+def test_openapi_names_the_key_schemes_and_their_401_where_a_key_is_needed(
+    stack: Stack,
+) -> None:
+    document = httpx.get(f"{stack.url}/openapi.json", timeout=10).json()
+    schemes = document["components"]["securitySchemes"]
+    assert (schemes["bearer"]["type"], schemes["bearer"]["scheme"]) == ("http", "bearer")
+    assert schemes["apiKey"]["name"] == "X-API-Key"
+    create = document["paths"]["/v1/runs"]["post"]
+    assert create["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert {"401", "429"} <= set(create["responses"])  # rate limited per key here
+    open_routes = [document["paths"]["/v1/queue"]["get"], document["paths"]["/healthz"]["get"]]
+    assert all("security" not in route and "401" not in route["responses"] for route in open_routes)

@@ -13,12 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from redis import Redis
 
 from langscale.keys import Keyspace
 from langscale.localredis import LocalRedis
 
-from support import Stack, openai_provider_settings, wait_until
+from support import Stack, openai_provider_settings, sync_client, wait_until
 
 LIMIT, WINDOW = 20, 2.0  # 10 requests/s, in a window short enough for a test
 
@@ -92,7 +91,7 @@ def test_the_budget_holds_across_worker_processes(
     assert most_in_any_window(times, WINDOW - 0.3) <= LIMIT + 1
     assert max(times) - min(times) >= (50 - LIMIT - 1) * WINDOW / LIMIT
     # Runs that waited for budget say so in their event stream.
-    redis = Redis.from_url(redis_server.url)
+    redis = sync_client(redis_server.url)
     keyspace = Keyspace()
     waits = [
         json.loads(fields[b"d"])

@@ -19,10 +19,10 @@ def test_invalid_setting_stops_the_worker_naming_the_variable() -> None:
 
 
 def test_invalid_setting_stops_the_gateway_naming_the_variable() -> None:
-    env = langscale_env("redis://127.0.0.1:1/0", invoke_timeout="-3")
+    env = langscale_env("redis://127.0.0.1:1/0", max_invoke_timeout="-3")
     result = run_until_exit(langscale_command("gateway", "--port", "1"), env)
     assert result.returncode == 2
-    assert "LANGSCALE_INVOKE_TIMEOUT" in result.stderr
+    assert "LANGSCALE_MAX_INVOKE_TIMEOUT" in result.stderr
 
 
 def test_malformed_pipelines_setting_is_refused() -> None:

@@ -14,13 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from langscale.keys import Keyspace
 from langscale.localredis import LocalRedis, start_local_redis
 
 from pipelines_for_tests import TEST_PIPELINES
-from support import Stack, wait_until
+from support import Stack, sync_client, wait_until
 
 FINAL = {"succeeded", "failed", "cancelled"}
 
@@ -84,7 +83,7 @@ def test_kill_9_a_worker_mid_run_loses_nothing(stack_factory: Any) -> None:
     keyspace = Keyspace()
     with httpx.Client(base_url=stack.url, timeout=30) as client:
         # Watch Redis directly (fast enough for 0.5 s runs) for a worker holding runs.
-        with redis.Redis.from_url(stack.redis_url, decode_responses=True) as db:
+        with sync_client(stack.redis_url, decode_responses=True) as db:
 
             def running_by_pid() -> dict[str, list[str]] | None:
                 pipe = db.pipeline(transaction=False)

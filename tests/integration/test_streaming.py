@@ -20,7 +20,7 @@ from langscale import keys
 from langscale.localredis import LocalRedis
 
 from pipelines_for_tests import TEST_PIPELINES
-from support import Stack, wait_until
+from support import Stack, sync_client, wait_until
 
 Event = tuple[str, str, Any]  # (id, type, data)
 
@@ -50,7 +50,7 @@ def client(stack: Stack) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def db(redis_server: LocalRedis) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_server.url, decode_responses=True) as connection:
+    with sync_client(redis_server.url, decode_responses=True) as connection:
         yield connection
 
 

@@ -89,7 +89,8 @@ async def test_submit_records_queued_runs_with_their_jobs_and_a_ttl(
     assert record is not None
     assert (record.state, record.attempts, record.metadata) == (RunState.QUEUED, 0, {"k": "v"})
     assert record.created_at is not None
-    assert 0 < await redis.ttl(store.keyspace.run(run_id)) <= 60
+    # A queued run waits on its queue until it runs: its end sets the TTL, once.
+    assert await redis.ttl(store.keyspace.run(run_id)) == -1
     # No stream unless someone streams or follows the run.
     assert not await redis.exists(store.keyspace.events(run_id))
 
@@ -168,7 +169,7 @@ async def test_claim_takes_due_runs_of_its_own_pipelines_oldest_first_and_never_
     second = await claim_all(leases, slots=10)
     claimed = [c.run_id for c in first + second]
     assert len(first) == 4 and sorted(claimed) == sorted(chats + embeds)
-    assert all(c.fence == "1" and c.attempt == 1 and c.queued_seconds >= 0 for c in first)
+    assert all(c.fence and c.attempt == 1 and c.queued_seconds >= 0 for c in first)
     assert not set(claimed) & set(other)  # a worker never takes a pipeline it lacks
     assert await claim_all(leases) == []
     assert (await store.get(chats[0])).state is RunState.RUNNING  # type: ignore[union-attr]
@@ -385,12 +386,12 @@ async def test_an_operator_requeues_a_failed_run_with_its_job(
 
 
 async def collect(store: RunStore, run_id: str, after: int = 0) -> list[tuple[int, str, Any]]:
-    kwargs = store.redis.connection_pool.connection_kwargs
-    hub = StreamHub(
-        store.redis,
-        store.keyspace,
-        lambda: Redis(host=kwargs["host"], port=kwargs["port"], single_connection_client=True),
-    )
+
+    def connect() -> Redis:  # (a cluster client opens its own, to the partition's node)
+        kwargs = store.redis.connection_pool.connection_kwargs
+        return Redis(host=kwargs["host"], port=kwargs["port"], single_connection_client=True)
+
+    hub = StreamHub(store.redis, store.keyspace, connect)
     try:
         return [
             (e.seq, e.type.value, json.loads(e.data))
@@ -415,6 +416,22 @@ async def test_a_reader_of_a_trimmed_stream_is_told_how_many_events_it_missed(
     assert events[1][0] == seq + 1  # then every event it can still have, in order
     assert [s for s, _, _ in events[1:]] == list(range(seq + 1, events[-1][0] + 1))
     assert events[-1][1] == "end"
+
+
+async def test_an_append_retried_after_a_lost_reply_repeats_no_event(
+    redis: Redis, store: RunStore, config: LifecycleConfig
+) -> None:
+    (run_id,) = await submit(store, streamed=True)
+    leases = worker(redis, config, "w")
+    (claim,) = await claim_all(leases)
+    first = [(EventType.DATA, '"a"'), (EventType.DATA, '"b"')]
+    await leases.append(0, [(run_id, claim.fence, first, 0)])
+    await leases.append(0, [(run_id, claim.fence, first, 0)])  # the same call, retried
+    # A retry that overlaps: "b" again, then "c" for the first time.
+    await leases.append(0, [(run_id, claim.fence, [*first[1:], (EventType.DATA, '"c"')], 1)])
+    await leases.finish(0, [(claim, Succeeded('"abc"'))])
+    chunks = [data for _, kind, data in await collect(store, run_id) if kind == "data"]
+    assert chunks == ["a", "b", "c"]
 
 
 async def test_a_resume_at_the_end_closes_at_once(

@@ -9,11 +9,13 @@ from langscale_worker.registry import PipelineLoadError, load_pipeline, load_reg
 
 def test_builtin_pipelines_load_with_schemas_and_descriptions() -> None:
     registry = load_registry(BUILTIN_PIPELINES)
-    assert set(registry) == {"chat", "summarize", "embed"}
+    assert set(registry) == {"chat", "summarize", "embed", "chat_with_history"}
     chat = registry["chat"].definition()
     assert chat.input_schema["required"] == ["question"]
     assert chat.description.startswith("prompt | chat model")
     assert registry["embed"].definition().input_schema["required"] == ["texts"]
+    assert registry["chat_with_history"].definition().needs_thread, "its session_id"
+    assert not chat.needs_thread
 
 
 def test_a_runnable_attribute_is_used_as_is() -> None:

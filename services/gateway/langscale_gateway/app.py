@@ -12,17 +12,19 @@ from opentelemetry import trace
 import langscale
 from langscale import telemetry
 from langscale.lifecycle import LifecycleConfig, RunStore, StreamHub
-from langscale.redis import create_redis
+from langscale.redis import create_redis, start_redis_kind_check
 from langscale.settings import Settings, get_settings
-from langscale_gateway import errors
+from langscale_gateway import errors, openapi
 from langscale_gateway.auth import Authenticator
 from langscale_gateway.body_limit import BodySizeLimit
 from langscale_gateway.catalog import PipelineCatalog
 from langscale_gateway.drain import Drain
 from langscale_gateway.observability import HttpMetrics
-from langscale_gateway.routes import langserve, runs, system
+from langscale_gateway.openapi import DocsBuilder
+from langscale_gateway.routes import langserve, runs, system, threads
 from langscale_gateway.service import RunService
 from langscale_gateway.waiter import RunWaiter
+from langscale_gateway.webhooks import Deliverer
 
 
 def create_app(
@@ -36,13 +38,18 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = create_redis(settings)
+        checking = await start_redis_kind_check(redis, settings.redis_url)
         config = LifecycleConfig.from_settings(settings)
         store = RunStore(redis, config)
         hub = StreamHub(
             redis, config.keyspace, lambda: create_redis(settings, single_connection=True)
         )
-        waiter = RunWaiter(redis, store, drain.expired)
+        deliverer = Deliverer(settings, store)
+        waiter = RunWaiter(
+            redis, store, drain.expired, {config.keyspace.webhook_channel: deliverer.wake}
+        )
         await waiter.start()
+        deliverer.start()
         app.state.auth = Authenticator(settings, redis)
         app.state.service = RunService(
             settings=settings,
@@ -51,11 +58,14 @@ def create_app(
             waiter=waiter,
             hub=hub,
             drain=drain,
+            webhooks=deliverer.policy,
             tracer=telemetry.get_tracer(tracer_provider),
         )
         try:
             yield
         finally:
+            checking.cancel()
+            await deliverer.stop()
             await waiter.stop()
             await hub.close()
             await redis.aclose()
@@ -65,12 +75,24 @@ def create_app(
         version=langscale.__version__,
         description="Queue LangChain runs for langscale workers; LangServe-compatible.",
         lifespan=lifespan,
+        # Ours (openapi.py): the real error schema, per-pipeline routes, offline assets.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.drain = drain
     errors.install(app)
+    docs = DocsBuilder(
+        app,
+        [system.router, runs.router, threads.router, langserve.router],
+        auth=settings.auth_enabled,
+        rate_limited=settings.rate_limit_per_minute > 0,
+    )
+    openapi.install(app, docs)
     # Fixed routes first: /v1/... must never be taken for /{pipeline}/...
     app.include_router(system.router)
     app.include_router(runs.router)
+    app.include_router(threads.router)
     app.include_router(langserve.router)
     # Ours, not FastAPI's max_body_size: Starlette answers that 413 in plain text.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +14,11 @@ from jsonschema.protocols import Validator
 from langscale.contract import PipelineDefinition
 from langscale.lifecycle import Catalog, RunStore
 from langscale_gateway.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+# How often a gateway looks for forgotten pipelines' runs to fail, seconds.
+SWEEP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -42,16 +49,30 @@ class PipelineCatalog:
         self._pipelines: dict[str, KnownPipeline] = {}
         self.latest = Catalog({}, {}, 0)
         self._loaded_at = float("-inf")
+        self._swept_at = float("-inf")
+        self._loading: asyncio.Task[None] | None = None
 
     async def all(self) -> dict[str, KnownPipeline]:
         if time.monotonic() - self._loaded_at > self.ttl:
-            self.latest = await self.store.catalog()
-            self._pipelines = {
-                name: self._known(definition)
-                for name, definition in self.latest.definitions.items()
-            }
-            self._loaded_at = time.monotonic()
+            # One read for all the requests that find the cache stale at once.
+            if self._loading is None or self._loading.done():
+                self._loading = asyncio.create_task(self._load())
+            await asyncio.shield(self._loading)
         return self._pipelines
+
+    async def _load(self) -> None:
+        self.latest = await self.store.catalog()
+        if time.monotonic() - self._swept_at > SWEEP_SECONDS:
+            # Runs of pipelines the registry forgot fail now (pipeline_unavailable):
+            # they waited queued for LANGSCALE_PIPELINE_RETENTION, as documented.
+            self._swept_at = time.monotonic()
+            ended = await self.store.fail_forgotten()
+            if ended:
+                logger.warning("runs of forgotten pipelines failed", extra={"runs": ended})
+        self._pipelines = {
+            name: self._known(definition) for name, definition in self.latest.definitions.items()
+        }
+        self._loaded_at = time.monotonic()
 
     def _known(self, definition: PipelineDefinition) -> KnownPipeline:
         cached = self._pipelines.get(definition.name)

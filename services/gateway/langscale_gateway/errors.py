@@ -74,8 +74,17 @@ def install(app: FastAPI) -> None:
         return api_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        if any(e["loc"][:1] == ("body",) for e in errors) and not is_json(request):
+            # FastAPI reads a body sent without a JSON content type as bytes, and would say
+            # "Input should be a valid dictionary": name the real fix instead.
+            return error_response(
+                415,
+                "unsupported_media_type",
+                "send the body as JSON with the header 'Content-Type: application/json' (got "
+                f"{request.headers.get('content-type') or 'no Content-Type'})",
+            )
         if any(e.get("type") == "json_invalid" for e in errors):
             detail = next(e for e in errors if e.get("type") == "json_invalid")
             message = f"request body is not valid JSON: {detail.get('ctx', {}).get('error', '')}"
@@ -124,6 +133,14 @@ def install(app: FastAPI) -> None:
             message,
             dict(exc.headers) if exc.headers else None,
         )
+
+
+def is_json(request: Request) -> bool:
+    """Whether a request says its body is JSON (application/json or any +json type)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def first_leaf(group: BaseException) -> BaseException:

@@ -75,8 +75,10 @@ async def langserve_events(
     run_id: str,
     session: StreamSession,
     on_client_left: Callable[[], Awaitable[None]] | None = None,
+    metadata: bool = True,
 ) -> AsyncIterator[ServerSentEvent]:
-    """LangServe's ``/stream`` format: ``metadata``, ``data``..., then ``end`` or ``error``.
+    """LangServe's ``/stream`` format: ``metadata``, ``data``..., then ``end`` or ``error``
+    (``/stream_log``'s has no ``metadata``).
 
     LangServe's client cannot resume, so whatever would make it miss or repeat output ends
     the stream with an error that names the run (which goes on): a retry after chunks were
@@ -85,7 +87,8 @@ async def langserve_events(
     sent_data = False
     follow_it = f"follow GET /v1/runs/{run_id}/stream for the rest"
     try:
-        yield ServerSentEvent(data=json.dumps({"run_id": run_id}), event="metadata")
+        if metadata:
+            yield ServerSentEvent(data=json.dumps({"run_id": run_id}), event="metadata")
         async for event in follow(runs, hub, run_id, stop=session.drain.expired):
             if event.type is EventType.DATA:
                 sent_data = True

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ TENANT_KEY = "langscale_tenant"  # shares of the LLM rate limit, the cache's sco
 PIPELINE_KEY = "langscale_pipeline"
 ATTEMPT_KEY = "langscale_attempt"  # a first attempt has nothing to replay
 FENCE_KEY = "langscale_fence"  # every write of the attempt presents it
+THREAD_KEY = "thread_id"  # the run's thread; LangSmith groups a thread's traces by it
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,16 @@ def attempt_metadata(
         PIPELINE_KEY: pipeline,
         ATTEMPT_KEY: attempt,
     }
+
+
+def root_run_id(run_id: str, attempt: int) -> uuid.UUID:
+    """The LangChain run id of an attempt's root run (what LangSmith shows as the trace):
+    the langscale run id for the first attempt, so an SRE goes from a run to its trace; a
+    retry is a separate trace, its id derived from the run id and the attempt number (and
+    the run id in its metadata)."""
+    if attempt <= 1:
+        return uuid.UUID(run_id)
+    return uuid.uuid5(uuid.UUID(run_id), f"attempt-{attempt}")
 
 
 def attempt_of(metadata: dict[str, Any]) -> AttemptRef | None:

@@ -10,13 +10,14 @@ the run taken over, the worker stopping) and picks the outcome itself.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jsonpatch
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.utils import add
 from langserve.serialization import WellKnownLCSerializer
@@ -35,7 +36,8 @@ from langscale.lifecycle import (
     Succeeded,
 )
 from langscale.settings import Settings
-from langscale_worker.context import attempt_metadata
+from langscale_worker.context import THREAD_KEY, attempt_metadata, root_run_id
+from langscale_worker.history import PartialAnswer, StreamingPartialAnswer, partial_message
 from langscale_worker.llm_cache import start_attempt_numbering
 from langscale_worker.registry import Pipeline
 from langscale_worker.retries import backoff, classify
@@ -52,6 +54,9 @@ SERIALIZER = WellKnownLCSerializer()
 Publish = Callable[[str, str, list[tuple[EventType, str]]], Awaitable[None]]
 # Records the attempt's span on the run; returns the previous attempt's span context.
 LinkTrace = Callable[[Claim, str], Awaitable[str | None]]
+# An attempt of a thread's run was stopped: (claim, thread id, its partial answer as a
+# history entry, None if it has none), for the history if an interrupt stopped it.
+SavePartial = Callable[[Claim, str, str | None], Awaitable[None]]
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Runtime:
     link_trace: LinkTrace
     # Spans go here; None: the global provider (a no-op unless tracing is set up).
     tracer_provider: trace.TracerProvider | None = None
+    save_partial: SavePartial | None = None
 
 
 def run_config(spec: JobSpec, claim: Claim, max_concurrency: int) -> RunnableConfig:
@@ -72,7 +78,11 @@ def run_config(spec: JobSpec, claim: Claim, max_concurrency: int) -> RunnableCon
         **(config.get("metadata") or {}),
         **attempt_metadata(spec.run_id, claim.fence, spec.tenant, spec.pipeline, claim.attempt),
     }
-    config["run_id"] = uuid.UUID(spec.run_id)
+    configurable = config.get("configurable")
+    thread = configurable.get("session_id") if isinstance(configurable, dict) else None
+    if thread is not None:
+        config["metadata"][THREAD_KEY] = thread
+    config["run_id"] = root_run_id(spec.run_id, claim.attempt)
     # A run's fan-out is bounded: a client may lower the bound, never raise it.
     requested = config.get("max_concurrency")
     config["max_concurrency"] = (
@@ -135,15 +145,27 @@ async def _attempt(claim: Claim, runtime: Runtime, span: trace.Span) -> Outcome:
         telemetry.get_tracer(runtime.tracer_provider), settings.trace_content
     )
     config = run_config(spec, claim, settings.run_max_concurrency)
-    config["callbacks"] = [handler]
+    thread = config["metadata"].get(THREAD_KEY)
+    partial: PartialAnswer | None = None
+    if thread and runtime.save_partial is not None:
+        # what the model answered so far, for the history if an interrupt stops it
+        invoked = spec.stream is StreamMode.OFF  # streamed runs' models stream anyway
+        partial = StreamingPartialAnswer() if invoked else PartialAnswer()
+    config["callbacks"] = [handler, partial] if partial else [handler]
     started = time.perf_counter()
     metrics.RUNS_IN_FLIGHT.inc()
     try:
         async with asyncio.timeout(timeout) as deadline:
             output = await _run(pipeline.runnable, spec, config, claim, runtime.publish)
         return Succeeded(SERIALIZER.dumps(output).decode())
-    except StaleAttempt:
-        return Abandoned("stale")
+    except (StaleAttempt, asyncio.CancelledError) as stopped:
+        # Stopped (its write refused, or its task cancelled): an interrupt keeps its answer.
+        if partial is not None and runtime.save_partial is not None:
+            answer = partial.text() if pipeline.definition().needs_thread else ""
+            await runtime.save_partial(claim, str(thread), partial_message(answer))
+        if isinstance(stopped, StaleAttempt):
+            return Abandoned("stale")
+        raise
     except TimeoutError as exc:
         if deadline.expired():
             message = f"the run exceeded its timeout of {timeout:g} s"
@@ -183,6 +205,16 @@ async def _run(
             if event["event"] == "on_chain_end" and event["run_id"] == root:
                 final = event["data"].get("output")
         return final
+    if spec.stream is StreamMode.LOG:
+        ops: list[dict[str, Any]] = []
+        options: dict[str, Any] = dict(spec.stream_options)
+        async for patch in runnable.astream_log(value, config=config, diff=True, **options):
+            data = SERIALIZER.dumps({"ops": patch.ops}).decode()
+            await publish(claim.run_id, claim.fence, [(EventType.DATA, data)])
+            ops.extend(patch.ops)
+        # The run's output is the log's final_output, as the patches build it up.
+        state = jsonpatch.apply_patch(None, copy.deepcopy(ops)) if ops else {}
+        return (state or {}).get("final_output")
     return await runnable.ainvoke(value, config=config)
 
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,6 +24,30 @@ from langscale import metrics as langscale_metrics
 
 logger = logging.getLogger(__name__)
 
+# Dependencies a worker's runs need besides Redis (a pipeline's vector store...): name ->
+# a check returning None when it answers, else why not. Pipelines add theirs when they are
+# built (before the process starts); /readyz runs them.
+Check = Callable[[], Awaitable[str | None]]
+_READINESS: dict[str, Check] = {}
+READINESS_TIMEOUT = 2.0
+
+
+def add_readiness_check(name: str, check: Check) -> None:
+    _READINESS[name] = check
+
+
+async def _readiness() -> dict[str, str]:
+    async def one(check: Check) -> str:
+        try:
+            async with asyncio.timeout(READINESS_TIMEOUT):
+                return await check() or "ok"
+        except TimeoutError:
+            return f"no answer within {READINESS_TIMEOUT:g} s"
+
+    names = list(_READINESS)
+    results = await asyncio.gather(*(one(_READINESS[name]) for name in names))
+    return dict(zip(names, results, strict=True))
+
 
 def create_app(last_iteration: Callable[[], float], stale_after: float) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
@@ -34,10 +58,21 @@ def create_app(last_iteration: Callable[[], float], stale_after: float) -> Starl
             status_code=200 if healthy else 503,
         )
 
+    async def readyz(request: Request) -> JSONResponse:
+        """Whether this worker's runs can succeed: every dependency a pipeline added."""
+        checks = await _readiness()
+        ready = all(result == "ok" for result in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(langscale_metrics.WORKER), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
+    return Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+    )
 
 
 class _Server(uvicorn.Server):

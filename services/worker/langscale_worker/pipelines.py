@@ -6,14 +6,25 @@ real LangChain Runnable on the provider chosen by settings.
 
 from __future__ import annotations
 
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
 from langchain_core.output_parsers import StrOutputParser
-from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from pydantic import BaseModel, Field
 
 from langscale.settings import get_settings
-from langscale_worker import providers
+from langscale_worker import http, providers
+from langscale_worker.history import with_thread_history
+from langscale_worker.vectorstore import vector_store
 
 
 def chat() -> Runnable:
@@ -23,6 +34,24 @@ def chat() -> Runnable:
     )
     chain = prompt | providers.chat_model(get_settings()) | StrOutputParser()
     return chain.with_config(run_name="chat")
+
+
+def chat_with_history() -> Runnable:
+    """Chat that remembers its thread: history in Redis, shared by every worker.
+
+    Input ``{"question": str}``; the thread is ``config.configurable.session_id`` (or the
+    run's ``thread_id``)."""
+    prompt = ChatPromptTemplate.from_messages(
+        [
+            ("system", "You are a helpful assistant."),
+            MessagesPlaceholder("history"),
+            ("human", "{question}"),
+        ]
+    )
+    chain = prompt | providers.chat_model(get_settings()) | StrOutputParser()
+    return with_thread_history(
+        chain, input_messages_key="question", history_messages_key="history"
+    ).with_config(run_name="chat_with_history")
 
 
 # A summarize run's fan-out is bounded by its schema, so the gateway refuses (422) what
@@ -90,4 +119,62 @@ def embed() -> Runnable:
 
     return RunnableLambda(embed_texts, name="embed").with_types(
         input_type=EmbedInput, output_type=list[list[float]]
+    )
+
+
+class RagInput(BaseModel):
+    question: str = Field(min_length=1, max_length=10_000, description="The question.")
+
+
+class StoreRetriever(BaseRetriever):
+    """Embeds the query (through the process's embedding batching) and searches the store."""
+
+    store: Any  # a langscale_worker.vectorstore.VectorStore
+    embeddings: Embeddings
+    k: int = 4
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        raise NotImplementedError("the rag pipeline retrieves asynchronously")
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        return await self.store.query(await self.embeddings.aembed_query(query), self.k)
+
+
+def rag() -> Runnable:
+    """Retrieval: embed the question, search the vector store, answer from what it found.
+
+    Output ``{"answer": str, "sources": [{"id", "source", "text"}]}``. The store is a Chroma
+    server (LANGSCALE_VECTOR_STORE_URL) or the embedded one; fill it with `langscale ingest`."""
+    settings = get_settings()
+    embeddings = providers.embeddings(settings)
+    store = vector_store(settings, embeddings)
+    http.add_readiness_check("vector_store", store.check)
+    retriever = StoreRetriever(store=store, embeddings=embeddings, k=settings.rag_top_k)
+    prompt = ChatPromptTemplate.from_messages(
+        [
+            ("system", "Answer from this context only.\n\nContext:\n{context}"),
+            ("human", "{question}"),
+        ]
+    )
+    answer = prompt | providers.chat_model(settings) | StrOutputParser()
+
+    async def respond(request: RagInput | dict, config: RunnableConfig) -> dict:
+        question = request.question if isinstance(request, RagInput) else request["question"]
+        documents = await retriever.ainvoke(question, config=config)
+        context = "\n\n".join(d.page_content for d in documents)
+        text = await answer.ainvoke({"question": question, "context": context}, config=config)
+        sources = [
+            {"id": d.id, "source": d.metadata.get("source"), "text": d.page_content[:300]}
+            for d in documents
+        ]
+        return {"answer": text, "sources": sources}
+
+    return (
+        RunnableLambda(respond, name="rag")
+        .with_types(input_type=RagInput, output_type=dict)
+        .with_config(run_name="rag")
     )

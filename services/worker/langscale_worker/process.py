@@ -48,7 +48,7 @@ from langscale.lifecycle import (
     StaleAttempt,
     Succeeded,
 )
-from langscale.redis import UNAVAILABLE, create_redis, with_retries
+from langscale.redis import UNAVAILABLE, check_redis_kind, create_redis, with_retries
 from langscale.settings import Settings
 from langscale_worker import http, outgoing
 from langscale_worker.execute import Runtime, execute
@@ -63,11 +63,17 @@ CancelReason = Literal["cancelled", "stale", "stopping"]
 class _Pending:
     """Writes waiting for the next call, each with the future its writer awaits."""
 
-    appends: list[tuple[str, str, list[tuple[EventType, str]], asyncio.Future[int]]] = field(
+    # (run id, fence, events, number of the first within the attempt, future)
+    appends: list[tuple[str, str, list[tuple[EventType, str]], int, asyncio.Future[int]]] = field(
         default_factory=list
     )
-    answers: list[tuple[str, str, str, str]] = field(default_factory=list)  # nobody waits
+    # (run id, fence, slot, answer, due: loop time it goes at the latest); nobody waits
+    answers: list[tuple[str, str, str, str, float]] = field(default_factory=list)
     finishes: list[tuple[Claim, Outcome, asyncio.Future[Applied]]] = field(default_factory=list)
+
+
+# The longest an LLM answer waits for other writes to go with (Outbox.remember).
+ANSWER_DELAY = 0.5
 
 
 class Outbox:
@@ -80,22 +86,30 @@ class Outbox:
         self.stop = asyncio.Event()  # set when the process ends: stop retrying
         self._pending = _Pending()
         self._ready = asyncio.Event()
+        self._numbered: dict[tuple[str, str], int] = {}  # events sent per attempt
 
     async def append(self, run_id: str, fence: str, events: list[tuple[EventType, str]]) -> None:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.appends.append((run_id, fence, events, future))
+        # Numbered within the attempt, so a write retried after a lost reply is not repeated.
+        first = self._numbered.get((run_id, fence), 0)
+        self._numbered[(run_id, fence)] = first + len(events)
+        self._pending.appends.append((run_id, fence, events, first, future))
         self._ready.set()
         if await future < 0:
             metrics.STALE_WRITES.labels("append").inc()
             raise StaleAttempt(f"run {run_id} is held by another attempt")
 
     async def remember(self, run_id: str, fence: str, slot: str, answer: str) -> None:
-        """An LLM answer for the run's later attempts to replay, written with the next batch
-        (before any outcome that follows it); the call does not wait for it."""
-        self._pending.answers.append((run_id, fence, slot, answer))
-        self._ready.set()
+        """An LLM answer for the run's later attempts to replay, written ANSWER_DELAY later
+        or with its attempt's outcome if that comes first (before it); the call does not
+        wait for it. An attempt that ends for good within the delay deletes its answers
+        with its replay hash: they are not written at all (see _flush)."""
+        loop = asyncio.get_running_loop()
+        self._pending.answers.append((run_id, fence, slot, answer, loop.time() + ANSWER_DELAY))
+        loop.call_later(ANSWER_DELAY, self._ready.set)
 
     async def finish(self, claim: Claim, outcome: Outcome) -> Applied:
+        self._numbered.pop((claim.run_id, claim.fence), None)
         future: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
         self._pending.finishes.append((claim, outcome, future))
         self._ready.set()
@@ -109,14 +123,32 @@ class Outbox:
             await self._ready.wait()
             self._ready.clear()
             batch, self._pending = self._pending, _Pending()
-            await self._flush(batch)
+            try:
+                await self._flush(batch)
+            except Exception as error:  # a bug, not Redis: fail its writers, keep serving
+                logger.exception("outbox write failed")
+                futures: list[asyncio.Future[Any]] = [a[-1] for a in batch.appends]
+                futures += [f[-1] for f in batch.finishes]
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
 
     async def _flush(self, batch: _Pending) -> None:
         """One call per partition and kind: LLM answers, then events, then outcomes (an
         attempt's earlier writes always land before its outcome)."""
+        # An answer goes when due or with its attempt's outcome, unless that outcome ends
+        # the run for good: its replay hash goes at once (issue 16: commands per run).
+        with_outcome = {(c.run_id, c.fence): outcome for c, outcome, _ in batch.finishes}
+        now = asyncio.get_running_loop().time()
         answers: dict[int, list[tuple[str, str, str, str]]] = defaultdict(list)
-        for answer in batch.answers:
-            answers[partition_of(answer[0])].append(answer)
+        for run_id, fence, slot, answer, due in batch.answers:
+            ended_by = with_outcome.get((run_id, fence))
+            if isinstance(ended_by, Succeeded | Failed):
+                continue
+            if ended_by is None and due > now + 0.01 and not self.stop.is_set():
+                self._pending.answers.append((run_id, fence, slot, answer, due))  # not yet
+                continue
+            answers[partition_of(run_id)].append((run_id, fence, slot, answer))
         for partition, kept in answers.items():
             try:
                 results = await with_retries(
@@ -133,7 +165,7 @@ class Outbox:
         for pending_append in batch.appends:
             appends[partition_of(pending_append[0])].append(pending_append)
         for partition, pending in appends.items():
-            calls = [(run_id, fence, events) for run_id, fence, events, _ in pending]
+            calls = [(run_id, fence, events, first) for run_id, fence, events, first, _ in pending]
             await self._settle(
                 pending,
                 lambda p=partition, c=calls: self.leases.append(p, c),  # type: ignore[misc]
@@ -195,15 +227,22 @@ class WorkerProcess:
             publish=self.outbox.append,
             link_trace=self._link_trace,
             tracer_provider=tracer_provider,
+            save_partial=self._save_partial,
         )
         self.running: dict[str, _Attempt] = {}
+        self.failed = False  # a helper died: the process exits non-zero
         self.last_iteration = time.monotonic()  # for the per-process liveness probe
         self._why_cancelled: dict[str, CancelReason] = {}
+        self._partial_kept: set[str] = set()  # runs whose stopped attempt called _save_partial
         self._isolation: Literal["isolating", "isolated"] | None = None
         self._next_partition = 0
         self._wake = asyncio.Event()
+        self._more_due = True  # the last claim may have left due runs (see _claim)
         self._stopping = asyncio.Event()
-        self._definitions = [pipeline.definition() for pipeline in pipelines.values()]
+        self._definitions = [
+            pipeline.definition().model_copy(update={"pool": settings.worker_pool})
+            for pipeline in pipelines.values()
+        ]
 
     # --- the loop -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -229,6 +268,11 @@ class WorkerProcess:
                     app, self.settings.worker_http_port, self.settings.worker_http_host
                 )
             )
+        await with_retries(
+            lambda: check_redis_kind(self.redis, self.settings.redis_url),
+            deadline=None,
+            what="check Redis",
+        )
         await check_redis_durability(self.redis)
         await with_retries(
             lambda: self.leases.heartbeat(self._definitions), deadline=None, what="register"
@@ -239,8 +283,15 @@ class WorkerProcess:
             asyncio.create_task(self._keep_leases(), name="leases"),
             asyncio.create_task(self._heartbeats(), name="heartbeats"),
         ]
+        for helper in helpers:
+            helper.add_done_callback(self._helper_ended)
         logger.info(
-            "worker ready", extra={"worker_id": self.worker_id, "pipelines": sorted(self.pipelines)}
+            "worker ready",
+            extra={
+                "worker_id": self.worker_id,
+                "pool": self.settings.worker_pool,
+                "pipelines": sorted(self.pipelines),
+            },
         )
         try:
             while not self._stopping.is_set():
@@ -261,6 +312,19 @@ class WorkerProcess:
                 await self.leases.leave()
             await self.redis.aclose()
 
+    def _helper_ended(self, task: asyncio.Task[Any]) -> None:
+        """A helper (lease keeper, outbox, listener, heartbeats) must live as long as the
+        process: one that died would strand runs silently. Stop, and exit non-zero."""
+        if task.cancelled() or self._stopping.is_set():
+            return
+        logger.critical(
+            "worker helper %s died: stopping the worker",
+            task.get_name(),
+            exc_info=task.exception(),
+        )
+        self.failed = True
+        self.stop()
+
     async def _claim(self) -> None:
         if self._isolation == "isolated":
             return  # a suspect runs alone: nothing else until it ends
@@ -268,6 +332,9 @@ class WorkerProcess:
         free = self.settings.worker_concurrency - len(self.running)
         was = self._isolation
         isolating = False
+        # Whether due runs may be left: then a freed slot claims at once; else the next
+        # claim waits for a wake-up (a run became due) or the poll interval.
+        self._more_due = True
         for partition in self._partitions():
             slots = 0 if was == "isolating" else free
             if slots <= 0 and not idle and was != "isolating":
@@ -284,14 +351,16 @@ class WorkerProcess:
                 self._start(claim)
             free -= len(result.claims)
             idle = idle and not result.claims
+        else:
+            self._more_due = free <= 0  # every partition was asked, and had no more
         self._isolation = "isolating" if isolating else None
         if was == "isolating" and self._isolation is None:
             self._wake.set()  # no suspects left: claim normally at once
 
     def _partitions(self) -> list[int]:
-        count = self.config.partitions
-        start, self._next_partition = self._next_partition, (self._next_partition + 1) % count
-        return [(start + i) % count for i in range(count)]
+        ids = self.config.partition_ids
+        start, self._next_partition = self._next_partition, (self._next_partition + 1) % len(ids)
+        return [ids[(start + i) % len(ids)] for i in range(len(ids))]
 
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._attempt(claim), name=f"run {claim.run_id}")
@@ -299,9 +368,11 @@ class WorkerProcess:
         task.add_done_callback(lambda done: self._done(claim, done))
 
     def _done(self, claim: Claim, task: asyncio.Task[None]) -> None:
-        """Free the slot and look for more work at once (O(1) per run, whatever C)."""
+        """Free the slot and look for more work at once if the last claim may have left
+        some (O(1) per run, whatever C): an empty queue is not scanned again per run."""
         self.running.pop(claim.run_id, None)
         self._why_cancelled.pop(claim.run_id, None)
+        self._partial_kept.discard(claim.run_id)
         if claim.isolated:
             self._isolation = None
         if not task.cancelled() and task.exception() is not None:
@@ -310,13 +381,19 @@ class WorkerProcess:
                 claim.run_id,
                 exc_info=task.exception(),
             )
-        self._wake.set()
+        if self._more_due or claim.isolated or self._isolation == "isolating":
+            self._wake.set()
 
     async def _attempt(self, claim: Claim) -> None:
         try:
             outcome = await execute(claim, self.runtime)
         except asyncio.CancelledError:
             reason = self._why_cancelled.get(claim.run_id, "stopping")
+            thread = _thread_of(claim)
+            if reason == "cancelled" and thread and claim.run_id not in self._partial_kept:
+                # stopped before its pipeline ran: nothing to keep, but an interrupt's next
+                # run waits for this attempt's word (or its lease)
+                await self._save_partial(claim, thread, None)
             outcome = Requeue("worker_stopping") if reason == "stopping" else Abandoned(reason)
         attempt = self.running.get(claim.run_id)
         if attempt is not None:
@@ -347,6 +424,30 @@ class WorkerProcess:
             logger.debug("could not record the attempt's span: %s", error)
             return None
 
+    async def _save_partial(self, claim: Claim, thread_id: str, message: str | None) -> None:
+        """An attempt of a thread's run was stopped: if an interrupt stopped it, its partial
+        answer goes to the history and the thread's next run may start (it waits for this,
+        at most until the attempt's lease would have lapsed)."""
+        self._partial_kept.add(claim.run_id)
+        try:
+            written = await with_retries(
+                lambda: self.leases.append_partial(
+                    claim.run_id, claim.fence, claim.job.tenant, thread_id, message
+                ),
+                deadline=asyncio.get_running_loop().time() + self.config.lease_ms / 1000,
+                what="partial answer",
+            )
+        except Exception as error:
+            logger.warning("could not keep the interrupted run's partial answer: %s", error)
+            return
+        if written == -3:
+            metrics.STALE_WRITES.labels("history_partial").inc()
+            logger.warning(
+                "partial answer of an interrupted run came too late: the thread's next run "
+                "was due; not kept",
+                extra={"run_id": claim.run_id},
+            )
+
     # --- helpers --------------------------------------------------------------------------
     async def _keep_leases(self) -> None:
         """Renew every lease this worker holds, every third of the lease, and sweep."""
@@ -355,11 +456,14 @@ class WorkerProcess:
             held: dict[int, list[Claim]] = defaultdict(list)
             for attempt in self.running.values():
                 held[attempt.claim.partition].append(attempt.claim)
-            for partition in range(self.config.partitions):
+            for partition in self.config.partition_ids:
                 try:
                     swept, lost = await self.leases.renew(partition, held.get(partition, ()))
                 except UNAVAILABLE as error:
                     logger.warning("lease renewal failed: %s", error)
+                    continue
+                except Exception:  # a bug in one partition's renewal: keep the others
+                    logger.exception("lease renewal of partition %d failed", partition)
                     continue
                 if swept:
                     metrics.LEASES_LAPSED.inc(swept)
@@ -402,6 +506,13 @@ class WorkerProcess:
             except UNAVAILABLE as error:
                 logger.warning("pub/sub subscription lost (%s); polling until it is back", error)
                 await asyncio.sleep(self.settings.poll_interval)
+
+
+def _thread_of(claim: Claim) -> str | None:
+    """The run's thread (its ``config.configurable.session_id``), if it has one."""
+    configurable = claim.job.config.get("configurable")
+    thread = configurable.get("session_id") if isinstance(configurable, dict) else None
+    return thread if isinstance(thread, str) else None
 
 
 def count_end(claim: Claim, outcome: Outcome, applied: Applied) -> None:

@@ -28,6 +28,7 @@ class Pipeline:
             description=self.description,
             input_schema=self.runnable.get_input_jsonschema(),
             output_schema=self.runnable.get_output_jsonschema(),
+            needs_thread=any(spec.id == "session_id" for spec in self.runnable.config_specs),
         )
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import email.utils
-import math
 import random
-import time
 from typing import Any
 
 import httpx
+
+from langscale.retry_after import parse_retry_after
 
 # Provider answers that say "not now" rather than "never".
 RETRIABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -48,20 +47,6 @@ def retry_after_seconds(exc: BaseException) -> float | None:
     if value is None:
         return None
     return parse_retry_after(str(value))
-
-
-def parse_retry_after(value: str) -> float | None:
-    """Seconds from a Retry-After value (delta seconds or an HTTP date); None when it
-    cannot be read, as if the provider had sent none."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _is_transport_error(exc: BaseException) -> bool:

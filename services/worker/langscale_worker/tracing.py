@@ -81,6 +81,28 @@ class LangChainTelemetry(BaseCallbackHandler):
         self.tracing = trace.get_current_span().is_recording()
         self._runs: dict[UUID, _Run] = {}
 
+    # Untraced, only LLM calls matter (their metrics): LangChain then skips this handler
+    # for every chain step, tool, retriever and agent event of the run.
+    @property
+    def ignore_chain(self) -> bool:
+        return not self.tracing
+
+    @property
+    def ignore_agent(self) -> bool:
+        return not self.tracing
+
+    @property
+    def ignore_retriever(self) -> bool:
+        return not self.tracing
+
+    @property
+    def ignore_retry(self) -> bool:
+        return True
+
+    @property
+    def ignore_custom_event(self) -> bool:
+        return True
+
     # --- helpers ------------------------------------------------------------------------
     def _parent(self, parent_run_id: UUID | None) -> otel_context.Context:
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None

@@ -58,6 +58,13 @@ def add_parser(subparsers: Any) -> None:
         help="e.g. worker.autoscaling.targetUtilization=0.5; repeatable",
     )
     g.add_argument(
+        "--pool",
+        default="default",
+        metavar="NAME",
+        help="the worker pool to simulate: default (the chart's worker) or a workerPools "
+        "entry's name (its settings merged over worker's)",
+    )
+    g.add_argument(
         "--chart-values",
         default="auto",
         metavar="FILE|auto|none",
@@ -150,7 +157,7 @@ def _error(message: str) -> int:
 
 
 def build_config(args: argparse.Namespace) -> SimConfig:
-    values = load_values(args.values, args.set_values, args.chart_values)
+    values = load_values(args.values, args.set_values, args.chart_values, args.pool)
     pattern = Pattern(
         kind=args.pattern,
         rate=args.rate,

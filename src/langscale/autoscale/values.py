@@ -212,8 +212,11 @@ def load_values(
     values_files: Sequence[str | Path] = (),
     set_exprs: Sequence[str] = (),
     chart_values: str | Path | None = "auto",
+    pool: str = "default",
 ) -> AutoscalingValues:
-    """Merge chart defaults, ``--values`` files and ``--set``s; extract the worker settings."""
+    """Merge chart defaults, ``--values`` files and ``--set``s; extract the settings of a
+    worker pool: ``default`` (the chart's ``worker``) or the name of a ``workerPools``
+    entry, whose keys are deep-merged over ``worker``'s as the chart does."""
     merged: Any = copy.deepcopy(DEFAULT_VALUES)
     sources: list[str] = []
     if chart_values == "auto":
@@ -230,7 +233,25 @@ def load_values(
         sources.append(str(f))
     for expr in set_exprs:
         merged = apply_set(merged, expr)
-    return extract(merged, tuple(sources))
+    return extract(pool_values(merged, pool), tuple(sources))
+
+
+def pool_values(values: Any, pool: str) -> Any:
+    """The values with ``worker`` replaced by one pool's (the chart's merge)."""
+    if pool == "default":
+        return values
+    pools = _get(values, "workerPools") or []
+    entry = next((p for p in pools if isinstance(p, Mapping) and p.get("name") == pool), None)
+    if entry is None:
+        names = ", ".join(
+            ["default", *(str(p.get("name")) for p in pools if isinstance(p, Mapping))]
+        )
+        raise ValuesError(f"no worker pool named {pool!r} (pools: {names})")
+    worker = merge(
+        _get(values, "worker") or {},
+        {k: v for k, v in entry.items() if k not in ("name", "pipelines")},
+    )
+    return {**values, "worker": worker}
 
 
 def _get(d: Any, path: str) -> Any:

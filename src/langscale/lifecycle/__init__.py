@@ -20,7 +20,8 @@ Invariants, kept by the scripts:
 
 1. **One place.** A run is in exactly one of: its pipeline's queue (queued, due now or
    after a backoff), the suspects of its pipeline (queued, lost with a dead worker), the
-   leases of its pipeline (running), or none of them (ended).
+   leases of its pipeline (running), its thread's waiting list (queued behind the thread's
+   head: :mod:`~langscale.lifecycle.threads`), or none of them (ended).
 2. **Fencing.** Each claim gives the attempt a new fence token. Every write of an attempt
    (event, lease renewal, retry, finish, LLM replay record) presents it and is refused
    unless it is still the run's; sweeping a lapsed lease and cancelling change the token,
@@ -52,14 +53,26 @@ from langscale.lifecycle.leases import (
 from langscale.lifecycle.store import (
     Catalog,
     FollowStart,
+    ListPage,
+    ListQuery,
     PipelineStats,
     QueueStats,
     RunStore,
     Submitted,
 )
 from langscale.lifecycle.streams import Event, StreamHub, follow
+from langscale.lifecycle.threads import (
+    MULTITASK_STRATEGIES,
+    HistoryEntry,
+    MultitaskStrategy,
+    ThreadPage,
+    ThreadRecord,
+    ThreadSummary,
+    is_valid_thread_id,
+)
 
 __all__ = [
+    "MULTITASK_STRATEGIES",
     "Abandoned",
     "Applied",
     "Catalog",
@@ -68,8 +81,12 @@ __all__ = [
     "Event",
     "Failed",
     "FollowStart",
+    "HistoryEntry",
     "Leases",
     "LifecycleConfig",
+    "ListPage",
+    "ListQuery",
+    "MultitaskStrategy",
     "Outcome",
     "PipelineStats",
     "QueueStats",
@@ -80,5 +97,9 @@ __all__ = [
     "StreamHub",
     "Submitted",
     "Succeeded",
+    "ThreadPage",
+    "ThreadRecord",
+    "ThreadSummary",
     "follow",
+    "is_valid_thread_id",
 ]

@@ -9,6 +9,7 @@ Writes of many runs go in one call per partition (the caller batches them per lo
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -20,6 +21,14 @@ from langscale.contract import ErrorInfo, EventType, JobSpec, PipelineDefinition
 from langscale.keys import partition_of
 from langscale.lifecycle.config import LifecycleConfig
 from langscale.lifecycle.scripts import Scripts
+from langscale.lifecycle.threads import (
+    HistoryEntry,
+    ThreadKeys,
+    read_history,
+    thread_name,
+)
+
+logger = logging.getLogger(__name__)
 
 
 class StaleAttempt(Exception):
@@ -100,6 +109,10 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+# (run id, fence token, events, number of the first event within its attempt)
+AppendBatch = tuple[str, str, Sequence[tuple[EventType, str]], int]
+
+
 class Leases:
     """One worker's claims, leases and fenced writes."""
 
@@ -124,7 +137,7 @@ class Leases:
     async def claim(self, partition: int, slots: int, idle: bool) -> ClaimResult:
         """Start up to ``slots`` due runs; with ``idle`` (nothing running here) and crash
         isolation on, possibly one suspect to run alone instead."""
-        reply = await self._scripts(
+        reply = await self._replicated(
             "claim",
             self._partition_keys(partition),
             [
@@ -184,24 +197,45 @@ class Leases:
                 written.append(index)
         results = [Applied.ALREADY] * len(outcomes)
         if written:
-            reply = await self._scripts("finish", [self.config.keyspace.clock(partition)], args)
+            reply = await self._replicated("finish", [self.config.keyspace.clock(partition)], args)
             for index, value in zip(written, reply, strict=True):
                 results[index] = Applied(int(value))
         return results
 
     async def append(
-        self, partition: int, batches: Sequence[tuple[str, str, Sequence[tuple[EventType, str]]]]
+        self,
+        partition: int,
+        batches: Sequence[tuple[str, str, Sequence[tuple[EventType, str]]] | AppendBatch],
     ) -> list[int]:
-        """Append attempts' events, given as (run id, fence token, events), to their runs'
-        streams in one call. Per run: its last event number, 0 when it has no stream
-        (nobody reads it), -1 when stale."""
+        """Append attempts' events, given as (run id, fence token, events[, number of the
+        first event in its attempt]), to their runs' streams in one call. Numbered events
+        the run already has are skipped: a call retried after a lost reply repeats nothing.
+        Per run: its last event number, 0 when it has no stream (nobody reads it), -1 when
+        stale."""
         args: list[Any] = list(self._header.for_partition(partition))
-        for run_id, fence, events in batches:
-            args += [run_id, fence, len(events)]
+        for run_id, fence, events, *numbered in batches:
+            args += [run_id, fence, numbered[0] if numbered else -1, len(events)]
             for event_type, data in events:
                 args += [event_type.value, data]
         reply = await self._scripts("append", [self.config.keyspace.clock(partition)], args)
         return [int(value) for value in reply]
+
+    async def _replicated(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """A claim or finish; with ``LANGSCALE_REDIS_WAIT_REPLICAS``, acted on only once
+        replicas have it (at most 1 s), so a failover cannot undo a start or an end the
+        worker acts on. A replica late to answer is logged, and the worker goes on."""
+        replicas = self.config.wait_replicas
+        if not replicas:
+            return await self._scripts(name, keys, args)
+        reply, reached = await self._scripts.replicated(self.redis, name, keys, args, replicas)
+        if reached < replicas:
+            logger.warning(
+                "%s reached %d of %d Redis replicas in time: a failover now could undo it",
+                name,
+                reached,
+                replicas,
+            )
+        return reply
 
     async def recall(self, run_id: str, fence: str, digest: str) -> tuple[str, bytes | None] | None:
         """The replay slot of an LLM call of this attempt, and the answer an earlier attempt
@@ -238,6 +272,67 @@ class Leases:
         )
         return None if reply == -1 else _text(reply)
 
+    async def append_history(
+        self, run_id: str, fence: str, tenant: str, thread_id: str, messages: Sequence[str]
+    ) -> int:
+        """Add messages (JSON each) to the history of the run's thread, as this attempt;
+        what earlier attempts of the run added is replaced. Returns the history's length.
+        Raises :class:`StaleAttempt` when the attempt no longer holds the run, ValueError
+        when the run is not of that thread."""
+        thread = ThreadKeys.of(self.config, tenant, thread_id)
+        reply = int(
+            await self._scripts(
+                "history_append",
+                [self.config.keyspace.run(run_id), thread.history, thread.thread],
+                [
+                    *self._header.for_partition(thread.partition),
+                    run_id,
+                    fence,
+                    thread_name(tenant, thread_id),
+                    self.config.history_max_messages,
+                    self.config.thread_ttl,
+                    *messages,
+                ],
+            )
+        )
+        if reply == -1:
+            raise StaleAttempt(f"run {run_id} is held by another attempt")
+        if reply == -2:
+            raise ValueError(f"run {run_id} is not a run of thread {thread_id!r}")
+        return reply
+
+    async def append_partial(
+        self, run_id: str, fence: str, tenant: str, thread_id: str, message: str | None
+    ) -> int:
+        """Add the partial answer (JSON; None: it had none) of an attempt an interrupt
+        stopped to its thread's history, and let the thread's next run start. Returns the
+        history's length; -1 when the attempt was not interrupted (or wrote it already),
+        -3 when it came too late (the next run was due: nothing written). ValueError when
+        the run is not of that thread."""
+        thread = ThreadKeys.of(self.config, tenant, thread_id)
+        reply = int(
+            await self._scripts(
+                "history_partial",
+                [self.config.keyspace.run(run_id), thread.history, thread.thread, thread.queue],
+                [
+                    *self._header.for_partition(thread.partition),
+                    run_id,
+                    fence,
+                    thread_name(tenant, thread_id),
+                    self.config.history_max_messages,
+                    self.config.thread_ttl,
+                    message or "",
+                ],
+            )
+        )
+        if reply == -2:
+            raise ValueError(f"run {run_id} is not a run of thread {thread_id!r}")
+        return reply
+
+    async def history(self, tenant: str, thread_id: str) -> list[HistoryEntry]:
+        """A thread's history, oldest message first."""
+        return await read_history(self.redis, self.config, tenant, thread_id)
+
     async def heartbeat(self, definitions: Sequence[PipelineDefinition]) -> int:
         """Say this worker lives and serves these pipelines. Returns live workers."""
         pairs: list[str] = []
@@ -256,7 +351,12 @@ class Leases:
         keyspace = self.config.keyspace
         return await self._scripts(
             "registry_heartbeat",
-            [keyspace.workers, keyspace.pipelines, keyspace.pipelines_seen],
+            [
+                keyspace.workers,
+                keyspace.pipelines,
+                keyspace.pipelines_seen,
+                keyspace.pipelines_forgotten,
+            ],
             [
                 keyspace.served_prefix,
                 self.worker_id,

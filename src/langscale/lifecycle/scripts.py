@@ -13,11 +13,13 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from langscale import keys
+from langscale.redis import ClusterClient, ClusterUnavailable, cluster_in_flux
 
 _PARTITION_SCRIPTS = (
-    "enqueue",
+    "enqueue_many",
     "claim",
     "renew",
     "finish",
@@ -29,6 +31,18 @@ _PARTITION_SCRIPTS = (
     "replay",
     "remember",
     "trace_link",
+    "thread_submit",
+    "idempotency_guard",
+    "thread_read",
+    "thread_list",
+    "thread_delete",
+    "history_append",
+    "history_partial",
+    "list_runs",
+    "forget",
+    "webhook_claim",
+    "webhook_done",
+    "fail_unserved",
 )
 _REGISTRY_SCRIPTS = ("registry_heartbeat", "registry_read")
 
@@ -85,6 +99,21 @@ class Scripts:
     ) -> tuple[Any, int]:
         """Run a script, then WAIT on the same connection until ``replicas`` replicas have
         its writes (at most WAIT_TIMEOUT_MS). Returns (its reply, replicas reached)."""
+        if isinstance(redis, ClusterClient):  # on the node serving the keys, directly
+            for _ in range(2):
+                node = redis.node_client(*await redis.node_for(keys[0]))
+                try:
+                    return await self._replicated(node, name, keys, args, replicas)
+                except ResponseError as error:
+                    if not cluster_in_flux(error):
+                        raise
+                    await redis.refresh()
+            raise ClusterUnavailable(f"the slot of {keys[0]!r} is moving or down; retry")
+        return await self._replicated(redis, name, keys, args, replicas)
+
+    async def _replicated(
+        self, redis: Redis, name: str, keys: list[str], args: list[Any], replicas: int
+    ) -> tuple[Any, int]:
         async with redis.pipeline(transaction=False) as pipe:
             await self._scripts[name](keys=keys, args=args, client=pipe)
             pipe.execute_command("WAIT", replicas, WAIT_TIMEOUT_MS)

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from langscale.contract import EventType, RunRecord
 from langscale.keys import Keyspace, partition_of
 from langscale.lifecycle.store import RunStore
-from langscale.redis import with_retries
+from langscale.redis import ClusterClient, with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -142,11 +142,15 @@ class _Watched:
 
 
 class _PartitionReader:
-    """One blocking XREAD over every followed stream of a partition, on its own connection."""
+    """One blocking XREAD over every followed stream of a partition, on its own connection.
 
-    def __init__(self, connect: Callable[[], Redis], unblocker: Redis) -> None:
-        self._connect = connect
-        self._unblocker = unblocker
+    ``open`` gives that connection and a client of the same Redis node to send the CLIENT
+    UNBLOCK that makes the read take a new stream in at once; after an error both are
+    opened again (on a cluster the partition may have moved to another node)."""
+
+    def __init__(self, open: Callable[[], Awaitable[tuple[Redis, Redis]]]) -> None:
+        self._open = open
+        self._unblocker: Redis | None = None
         self._streams: dict[str, _Watched] = {}
         self._changed = asyncio.Event()
         self._client_id: int | None = None
@@ -184,16 +188,20 @@ class _PartitionReader:
     async def _unblock(self, client_id: int) -> None:
         try:
             with contextlib.suppress(RedisError, OSError):
-                await self._unblocker.client_unblock(client_id)
+                if self._unblocker is not None:
+                    await self._unblocker.client_unblock(client_id)
         finally:
             self._unblocking = None
 
     async def _run(self) -> None:
-        redis = self._connect()
+        redis: Redis | None = None
         try:
             while self._streams:
                 self._changed.clear()
                 try:
+                    if redis is None:
+                        self._client_id = None
+                        redis, self._unblocker = await self._open()
                     if self._client_id is None:
                         self._client_id = int(await redis.client_id())
                     wanted: dict[Any, Any] = {s: f"{w.after}-0" for s, w in self._streams.items()}
@@ -207,6 +215,10 @@ class _PartitionReader:
                 except (RedisError, OSError) as error:
                     logger.warning("stream hub read failed (%s); retrying", error)
                     self._client_id = None
+                    if redis is not None:
+                        with contextlib.suppress(RedisError, OSError):
+                            await redis.aclose()
+                        redis = None
                     self._wake_all()
                     await asyncio.sleep(0.5)
                     continue
@@ -214,7 +226,8 @@ class _PartitionReader:
                     self._wake(stream.decode() if isinstance(stream, bytes) else stream)
         finally:
             self._client_id = None
-            await redis.aclose()
+            if redis is not None:
+                await redis.aclose()
 
     def _wake(self, stream: str) -> None:
         watched = self._streams.pop(stream, None)
@@ -240,7 +253,8 @@ class StreamHub:
 
     ``connect`` makes a client with a connection of its own (a blocking read must not hold
     one of the pool's); ``redis`` (the pool) sends the CLIENT UNBLOCK that makes a reader
-    take a new stream in at once."""
+    take a new stream in at once. On a Redis Cluster both go to the node serving the
+    partition (:meth:`ClusterClient.dedicated`) and ``connect`` is not used."""
 
     def __init__(self, redis: Redis, keyspace: Keyspace, connect: Callable[[], Redis]) -> None:
         self.redis = redis
@@ -250,8 +264,19 @@ class StreamHub:
 
     def _reader(self, partition: int) -> _PartitionReader:
         if partition not in self._readers:
-            self._readers[partition] = _PartitionReader(self._connect, self.redis)
+            self._readers[partition] = _PartitionReader(self._opener(partition))
         return self._readers[partition]
+
+    def _opener(self, partition: int) -> Callable[[], Awaitable[tuple[Redis, Redis]]]:
+        redis = self.redis
+        if isinstance(redis, ClusterClient):
+            key = self.keyspace.clock(partition)  # any key of the partition: its slot
+            return lambda: redis.dedicated(key)
+
+        async def open() -> tuple[Redis, Redis]:
+            return self._connect(), redis
+
+        return open
 
     async def wait(
         self, run_id: str, after: int, timeout: float, stop: asyncio.Event | None = None

@@ -163,6 +163,19 @@ The port of a URL ("" when it has none). Usage: include "langscale.urlPort" "red
 {{- end -}}
 
 {{/*
+The ports of a list of "host[:port]" (the default port when one has none), comma separated.
+Usage: include "langscale.hostPorts" (dict "hosts" (list "a:7000" "b") "default" "6379")
+*/}}
+{{- define "langscale.hostPorts" -}}
+{{- $default := .default -}}
+{{- $ports := list -}}
+{{- range .hosts -}}
+{{- $ports = append $ports (ternary (regexFind "[0-9]+$" .) $default (regexMatch ":[0-9]+$" .)) -}}
+{{- end -}}
+{{- $ports | join "," -}}
+{{- end -}}
+
+{{/*
 TCP ports the pods reach Redis on, comma separated: the bundled Redis's 6379; or the external
 Redis's port (externalRedis.port, else the port of externalRedis.url, else 6379), plus the
 Sentinel ports.
@@ -176,10 +189,22 @@ Sentinel ports.
 {{- $dataPort := 6379 -}}
 {{- if not (kindIs "invalid" $ext.port) -}}
 {{- $dataPort = int64 $ext.port -}}
+{{- else if and $ext.cluster.enabled $ext.cluster.nodes (not $ext.existingSecretUrlKey) -}}
+{{- $dataPort = "" -}}
+{{- range (include "langscale.hostPorts" (dict "hosts" $ext.cluster.nodes "default" "6379") | splitList ",") -}}
+{{- $ports = append $ports (int64 .) -}}
+{{- end -}}
+{{- else if and $ext.url (not $ext.existingSecretUrlKey) (regexMatch "^rediss?\\+cluster://" $ext.url) -}}
+{{- $dataPort = "" -}}
+{{- range (include "langscale.hostPorts" (dict "hosts" (regexReplaceAll "^[^/]*//([^@/]*@)?([^/?]*).*$" $ext.url "${2}" | splitList ",") "default" "6379") | splitList ",") -}}
+{{- $ports = append $ports (int64 .) -}}
+{{- end -}}
 {{- else if and $ext.url (not $ext.existingSecretUrlKey) (include "langscale.urlPort" $ext.url) -}}
 {{- $dataPort = include "langscale.urlPort" $ext.url | int64 -}}
 {{- end -}}
+{{- if ne (toString $dataPort) "" -}}
 {{- $ports = append $ports $dataPort -}}
+{{- end -}}
 {{- if $ext.sentinel.enabled -}}
 {{- range $ext.sentinel.hosts -}}
 {{- $ports = append $ports (ternary (regexFind "[0-9]+$" .) "26379" (regexMatch ":[0-9]+$" .) | int64) -}}
@@ -223,6 +248,13 @@ $(REDIS_PASSWORD) in the value.
 {{- if .Values.redis.enabled }}
 - name: LANGSCALE_REDIS_URL
   value: {{ printf "redis://%s%s:6379/0" $userinfo (include "langscale.redis.fullname" .) | quote }}
+{{- else if $ext.cluster.enabled }}
+{{- $hosts := list }}
+{{- range $ext.cluster.nodes }}
+{{- $hosts = append $hosts (ternary . (printf "%s:6379" .) (regexMatch ":[0-9]+$" .)) }}
+{{- end }}
+- name: LANGSCALE_REDIS_URL
+  value: {{ printf "%s://%s%s" (ternary "rediss+cluster" "redis+cluster" $ext.tls) $userinfo (join "," $hosts) | quote }}
 {{- else if $ext.sentinel.enabled }}
 {{- $hosts := list }}
 {{- range $ext.sentinel.hosts }}
@@ -537,4 +569,49 @@ affinity:
 topologySpreadConstraints:
   {{- include "langscale.topologySpread" (dict "context" $.context "component" $.component "constraints" .) | nindent 2 }}
 {{- end }}
+{{- end -}}
+
+{{/*
+The worker pools, as a JSON list: the default pool (`worker`, when worker.enabled; its
+objects keep the names "<fullname>-worker") and each of workerPools, its values deep-merged
+over `worker`'s (objects "<fullname>-worker-<name>"). Each item: name, component, values.
+Checks: unique names, and a pipeline served by one pool only.
+*/}}
+{{- define "langscale.workerPools" -}}
+{{- if and .Values.redis.enabled (not .Values.redis.auth.existingSecret) -}}
+{{- /* Generate the Redis password in the root values before pools copy them. */ -}}
+{{- $_ := include "langscale.redis.generatedPassword" . -}}
+{{- end -}}
+{{- $pools := list -}}
+{{- $seen := dict -}}
+{{- $served := dict -}}
+{{- if .Values.worker.enabled -}}
+{{- $pools = append $pools (dict "name" "default" "component" "worker" "values" (omit .Values.worker "enabled")) -}}
+{{- range (.Values.worker.pipelines | default .Values.config.pipelines | default "chat=,summarize=,embed=" | splitList ",") -}}
+{{- $_ := set $served (regexReplaceAll "=.*$" (trim .) "") "default" -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.workerPools -}}
+{{- if eq .name "default" -}}
+{{- fail "langscale: workerPools cannot have a pool named \"default\": that is the chart's `worker` (set worker.* for it)" -}}
+{{- end -}}
+{{- if hasKey $seen .name -}}
+{{- fail (printf "langscale: workerPools has two pools named %q; pool names are unique" .name) -}}
+{{- end -}}
+{{- $_ := set $seen .name true -}}
+{{- $pool := .name -}}
+{{- range (.pipelines | splitList ",") -}}
+{{- $name := regexReplaceAll "=.*$" (trim .) "" -}}
+{{- if and $name (hasKey $served $name) -}}
+{{- fail (printf "langscale: pipeline %q is served by pools %q and %q; a pipeline belongs to one pool (its backlog scales that pool)" $name (get $served $name) $pool) -}}
+{{- end -}}
+{{- $_ := set $served $name $pool -}}
+{{- end -}}
+{{- $v := mergeOverwrite (deepCopy (omit $.Values.worker "enabled" "pipelines")) (deepCopy (omit . "name")) -}}
+{{- $pools = append $pools (dict "name" .name "component" (printf "worker-%s" .name) "values" $v) -}}
+{{- end -}}
+{{- if not $pools -}}
+{{- fail "langscale: no worker pool: worker.enabled is false and workerPools is empty" -}}
+{{- end -}}
+{{- toJson $pools -}}
 {{- end -}}

@@ -21,7 +21,7 @@ change. Included once, from configmap.yaml (always rendered).
 {{- if and $ext.existingSecretPasswordKey (not $ext.existingSecret) -}}
 {{- fail "langscale: externalRedis.existingSecretPasswordKey is set but externalRedis.existingSecret is empty" -}}
 {{- end -}}
-{{- if not (or $ext.existingSecretUrlKey $ext.sentinel.enabled) -}}
+{{- if not (or $ext.existingSecretUrlKey $ext.sentinel.enabled $ext.cluster.enabled) -}}
 {{- if and $ext.url $ext.host -}}
 {{- fail "langscale: set either externalRedis.url or externalRedis.host, not both" -}}
 {{- end -}}
@@ -98,6 +98,26 @@ change. Included once, from configmap.yaml (always rendered).
 {{- /* External Redis: the NetworkPolicy must open the port the URL uses. */ -}}
 {{- if and $ext.enabled $ext.existingSecretUrlKey .Values.networkPolicy.enabled (kindIs "invalid" $ext.port) -}}
 {{- fail "langscale: externalRedis.existingSecretUrlKey: the chart cannot read the port of the URL inside your Secret, and the NetworkPolicy egress must open it; set externalRedis.port (e.g. 6380 for rediss://...:6380, 6379 for redis://...)" -}}
+{{- end -}}
+{{- if $ext.cluster.enabled -}}
+{{- if $ext.sentinel.enabled -}}
+{{- fail "langscale: externalRedis.cluster.enabled and externalRedis.sentinel.enabled are both true; a Redis Cluster fails over by itself: choose one" -}}
+{{- end -}}
+{{- if not (or $ext.cluster.nodes $ext.url $ext.existingSecretUrlKey) -}}
+{{- fail "langscale: externalRedis.cluster.enabled needs externalRedis.cluster.nodes (e.g. [clustercfg.my-redis.abc123.use1.cache.amazonaws.com:6379]), or a redis+cluster:// URL in externalRedis.url or in existingSecret + existingSecretUrlKey" -}}
+{{- end -}}
+{{- if and $ext.url (not (regexMatch "^rediss?\\+cluster://" $ext.url)) -}}
+{{- fail "langscale: externalRedis.cluster.enabled needs a redis+cluster:// (or rediss+cluster://) externalRedis.url" -}}
+{{- end -}}
+{{- if and $ext.cluster.nodes (or $ext.url $ext.host $ext.existingSecretUrlKey) -}}
+{{- fail "langscale: externalRedis.cluster.enabled builds the URL from cluster.nodes; leave externalRedis.url, externalRedis.host and externalRedis.existingSecretUrlKey empty" -}}
+{{- end -}}
+{{- if ne (int $ext.database) 0 -}}
+{{- fail "langscale: a Redis Cluster has only database 0; set externalRedis.database=0" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $ext.url (regexMatch "^rediss?\\+cluster://" $ext.url) (not $ext.cluster.enabled) -}}
+{{- fail "langscale: externalRedis.url is a redis+cluster:// URL; set externalRedis.cluster.enabled=true too (it sets LANGSCALE_REDIS_PARTITIONS from cluster.partitions)" -}}
 {{- end -}}
 {{- if $ext.sentinel.enabled -}}
 {{- if not $ext.sentinel.hosts -}}

@@ -3,7 +3,10 @@
 Same request and response bodies as LangServe's ``add_routes``: invoke answers
 ``{"output", "metadata": {"run_id", "feedback_tokens"}}``, batch answers
 ``{"output": [...], "metadata": {"run_ids", "responses"}}``. Each input is one queued run.
-When the runs do not end within the timeout the answer is 202 with the run ids to poll.
+As LangServe, invoke and batch wait until their runs end or the client leaves; a gateway
+gives up only after ``LANGSCALE_MAX_INVOKE_TIMEOUT`` (or a lower ``?timeout=``), with a
+504 error naming the runs (RemoteRunnable raises it with the body in its message), and
+the runs go on.
 """
 
 from __future__ import annotations
@@ -20,19 +23,31 @@ from langscale.contract import RunRecord, RunState, StreamMode
 from langscale_gateway.auth import Principal
 from langscale_gateway.deps import Caller, Service
 from langscale_gateway.errors import ApiError, error_response
+from langscale_gateway.openapi import BODY_ERRORS, errors
 from langscale_gateway.routes.runs import status_url
 from langscale_gateway.service import RunService
 from langscale_gateway.streaming import StreamSession, langserve_events, until_disconnected
 
-router = APIRouter(tags=["langserve"])
+router = APIRouter(tags=["langserve"], responses=errors(404, 422, 503))
+# What invoke and batch may answer besides 200: a bad body, a full queue, the run's failure
+# (500) or cancellation (409), the gateway giving up waiting (504).
+WAIT_ERRORS = errors(*BODY_ERRORS, 409, 429, 500, 504)
 
 TimeoutParam = Query(
-    None, description="Seconds to wait for the result before answering 202 with the run id."
+    None,
+    description="Seconds to wait at most for the runs to end (default and upper bound: "
+    "LANGSCALE_MAX_INVOKE_TIMEOUT); past it the answer is 504 run_timeout naming the runs, "
+    "which go on.",
 )
 OnDisconnectParam = Query(
     None,
     description="cancel: a client that goes away cancels its runs; continue: they run on. "
     "Default: LANGSCALE_DISCONNECT_POLICY.",
+)
+MultitaskParam = Query(
+    None,
+    description="With a thread (config.configurable.session_id): enqueue (default), reject, "
+    "interrupt or rollback the thread's runs that have not ended.",
 )
 LEFT_REASON = "the client disconnected"
 
@@ -42,21 +57,54 @@ class InvokeRequest(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class InvokeResponse(BaseModel):
+    output: Any
+    metadata: dict[str, Any] = Field(description="{run_id, feedback_tokens}")
+
+
+class BatchResponse(BaseModel):
+    output: list[Any]
+    metadata: dict[str, Any] = Field(description="{run_ids, responses}")
+
+
 class BatchRequest(BaseModel):
     inputs: list[Any] = Field(description="The inputs; each becomes one run.")
     config: dict[str, Any] | list[dict[str, Any]] = Field(default_factory=dict)
 
 
-def _unfinished(request: Request, records: list[RunRecord]) -> JSONResponse:
-    runs = [
-        {"run_id": r.run_id, "state": r.state.value, "status_url": status_url(request, r.run_id)}
-        for r in records
-    ]
-    body: dict[str, Any] = runs[0] if len(runs) == 1 else {"runs": runs}
-    return JSONResponse(
-        body,
-        status_code=202,
-        headers={"Location": runs[0]["status_url"], "Retry-After": "1"},
+_FILTERS = ("names", "types", "tags")
+
+
+class StreamLogRequest(InvokeRequest):
+    """LangServe's /stream_log body: the input and config, and astream_log's filters."""
+
+    diff: bool = Field(True, description="Only diff=true (patches) is served, as LangServe.")
+    include_names: list[str] | None = None
+    include_types: list[str] | None = None
+    include_tags: list[str] | None = None
+    exclude_names: list[str] | None = None
+    exclude_types: list[str] | None = None
+    exclude_tags: list[str] | None = None
+
+    def options(self) -> dict[str, list[str]]:
+        names = [f"{kind}_{what}" for kind in ("include", "exclude") for what in _FILTERS]
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+def _unfinished(request: Request, records: list[RunRecord], waited: float) -> JSONResponse:
+    """The gateway gives up waiting: an error (RemoteRunnable raises it, this body in its
+    message) that names every run still going, and where to follow it."""
+    going = [r for r in records if not r.state.is_final]
+    first = going[0].run_id
+    named = ", ".join(r.run_id for r in going)
+    return error_response(
+        504,
+        "run_timeout",
+        f"run {named} did not end within {waited:g} s; it goes on: poll "
+        f"{status_url(request, first)}?wait=30 (or follow its /stream)",
+        {"Location": status_url(request, first)},
+        run_ids=[r.run_id for r in records],
+        pending=[r.run_id for r in going],
     )
 
 
@@ -102,7 +150,12 @@ async def _wait_for_client(
     return records
 
 
-@router.post("/{pipeline}/invoke", summary="Run a pipeline and wait for its output")
+@router.post(
+    "/{pipeline}/invoke",
+    summary="Run a pipeline and wait for its output",
+    response_model=InvokeResponse,
+    responses=WAIT_ERRORS,
+)
 async def invoke(
     pipeline: str,
     body: InvokeRequest,
@@ -111,16 +164,21 @@ async def invoke(
     caller: Caller,
     timeout: float | None = TimeoutParam,
     on_disconnect: str | None = OnDisconnectParam,
+    multitask_strategy: str | None = MultitaskParam,
 ) -> Response:
     wait_for = service.invoke_timeout(timeout)
     cancel_on_leave = service.leaves_cancel(on_disconnect)
-    run_ids = (await service.submit(caller, pipeline, [body.input], [body.config])).run_ids
+    run_ids = (
+        await service.submit(
+            caller, pipeline, [body.input], [body.config], multitask_strategy=multitask_strategy
+        )
+    ).run_ids
     records = await _wait_for_client(service, request, run_ids, wait_for, cancel_on_leave)
     if records is None:
         return Response(status_code=499)  # nobody is listening any more
     (record,) = records
     if not record.state.is_final:
-        return _unfinished(request, [record])
+        return _unfinished(request, [record], wait_for)
     if record.state is not RunState.SUCCEEDED:
         return _failure(record)
     return JSONResponse(
@@ -128,7 +186,12 @@ async def invoke(
     )
 
 
-@router.post("/{pipeline}/batch", summary="Run a pipeline on many inputs and wait for all")
+@router.post(
+    "/{pipeline}/batch",
+    summary="Run a pipeline on many inputs and wait for all",
+    response_model=BatchResponse,
+    responses=WAIT_ERRORS,
+)
 async def batch(
     pipeline: str,
     body: BatchRequest,
@@ -137,6 +200,7 @@ async def batch(
     caller: Caller,
     timeout: float | None = TimeoutParam,
     on_disconnect: str | None = OnDisconnectParam,
+    multitask_strategy: str | None = MultitaskParam,
 ) -> Response:
     wait_for = service.invoke_timeout(timeout)
     cancel_on_leave = service.leaves_cancel(on_disconnect)
@@ -160,13 +224,20 @@ async def batch(
     else:
         configs = [body.config] * count
     paths = [f"$.inputs[{i}]" for i in range(count)]
-    submitted = await service.submit(caller, pipeline, body.inputs, configs, input_paths=paths)
+    submitted = await service.submit(
+        caller,
+        pipeline,
+        body.inputs,
+        configs,
+        input_paths=paths,
+        multitask_strategy=multitask_strategy,
+    )
     run_ids = submitted.run_ids
     records = await _wait_for_client(service, request, run_ids, wait_for, cancel_on_leave)
     if records is None:
         return Response(status_code=499)
     if not all(r.state.is_final for r in records):
-        return _unfinished(request, records)
+        return _unfinished(request, records, wait_for)
     for record in records:
         if record.state is not RunState.SUCCEEDED:
             return _failure(record)
@@ -198,9 +269,19 @@ async def _stream(
     caller: Principal,
     on_disconnect: str | None,
     mode: StreamMode,
+    multitask_strategy: str | None = None,
 ) -> EventSourceResponse:
     cancel_on_leave = service.leaves_cancel(on_disconnect)
-    submitted = await service.submit(caller, pipeline, [body.input], [body.config], stream=mode)
+    options = body.options() if isinstance(body, StreamLogRequest) else None
+    submitted = await service.submit(
+        caller,
+        pipeline,
+        [body.input],
+        [body.config],
+        stream=mode,
+        stream_options=options,
+        multitask_strategy=multitask_strategy,
+    )
     (run_id,) = submitted.run_ids
 
     async def client_left() -> None:
@@ -210,7 +291,15 @@ async def _stream(
 
     session = StreamSession(service.drain)
     return session.response(
-        langserve_events(service.runs, service.hub, run_id, session, client_left),
+        langserve_events(
+            service.runs,
+            service.hub,
+            run_id,
+            session,
+            client_left,
+            # LangServe's stream_log sends no metadata event; its client warns about one.
+            metadata=mode is not StreamMode.LOG,
+        ),
         headers={"X-Langscale-Run-Id": run_id},
     )
 
@@ -219,6 +308,7 @@ async def _stream(
     "/{pipeline}/stream",
     summary="Run a pipeline and stream its output chunks (LangServe format)",
     response_class=EventSourceResponse,
+    responses=errors(*BODY_ERRORS, 409, 429),
 )
 async def stream(
     pipeline: str,
@@ -226,14 +316,18 @@ async def stream(
     service: Service,
     caller: Caller,
     on_disconnect: str | None = OnDisconnectParam,
+    multitask_strategy: str | None = MultitaskParam,
 ) -> EventSourceResponse:
-    return await _stream(pipeline, body, service, caller, on_disconnect, StreamMode.CHUNKS)
+    return await _stream(
+        pipeline, body, service, caller, on_disconnect, StreamMode.CHUNKS, multitask_strategy
+    )
 
 
 @router.post(
     "/{pipeline}/stream_events",
     summary="Run a pipeline and stream its astream_events (LangServe format)",
     response_class=EventSourceResponse,
+    responses=errors(*BODY_ERRORS, 409, 429),
 )
 async def stream_events(
     pipeline: str,
@@ -241,5 +335,29 @@ async def stream_events(
     service: Service,
     caller: Caller,
     on_disconnect: str | None = OnDisconnectParam,
+    multitask_strategy: str | None = MultitaskParam,
 ) -> EventSourceResponse:
-    return await _stream(pipeline, body, service, caller, on_disconnect, StreamMode.EVENTS)
+    return await _stream(
+        pipeline, body, service, caller, on_disconnect, StreamMode.EVENTS, multitask_strategy
+    )
+
+
+@router.post(
+    "/{pipeline}/stream_log",
+    summary="Run a pipeline and stream its astream_log patches (LangServe format)",
+    response_class=EventSourceResponse,
+    responses=errors(*BODY_ERRORS, 409, 429),
+)
+async def stream_log(
+    pipeline: str,
+    body: StreamLogRequest,
+    service: Service,
+    caller: Caller,
+    on_disconnect: str | None = OnDisconnectParam,
+    multitask_strategy: str | None = MultitaskParam,
+) -> EventSourceResponse:
+    if not body.diff:
+        raise ApiError(422, "invalid_request", "only diff=true is served (as LangServe)")
+    return await _stream(
+        pipeline, body, service, caller, on_disconnect, StreamMode.LOG, multitask_strategy
+    )

@@ -17,5 +17,7 @@ else
   redis.call('PUBLISH', G .. CANCEL, id)
 end
 redis.call('HINCRBY', run, 'fence', 1)
-end_run(run, id, pipeline, 'cancelled', 'null', ARGV[7], now_ms(), f[3])
+local now = now_ms()
+end_run(run, id, pipeline, 'cancelled', 'null', ARGV[7], now, f[3])
+flush_ends(now)
 return f[1]

@@ -15,16 +15,19 @@ local worker, slots, lease_ms = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local pipelines = {}
 for i = 10, #ARGV do pipelines[#pipelines + 1] = ARGV[i] end
 
+-- Starts a run taken off its queue (the caller adds it to its pipeline's leases).
 local function start(id, pipeline, isolated)
   local run = key(RUN, id)
-  local f = redis.call('HMGET', run, 'state', 'attempts', 'created', 'job', 'streamed')
+  local f = redis.call('HMGET', run, 'state', 'attempts', 'created', 'job', 'streamed', 'fence')
   if f[1] ~= 'queued' then return nil end -- expired while queued
-  local token = redis.call('HINCRBY', run, 'fence', 1)
+  -- The step carries the claim's time: a claim a failover lost (replication is
+  -- asynchronous) and made again gets another token, so its first attempt writes nothing.
+  local token = (tonumber(f[6]) or 0) + 1 + now % 1000000
   local attempt = (tonumber(f[2]) or 0) + 1
-  redis.call('HSET', run, 'state', 'running', 'attempts', attempt, 'started', now,
-             'worker', worker)
-  if isolated then redis.call('HSET', run, 'isolated', 1) end
-  redis.call('ZADD', key(LEASES, pipeline), now + lease_ms, id)
+  local fields = {'state', 'running', 'attempts', attempt, 'started', now, 'worker', worker,
+                  'fence', token}
+  if isolated then fields[#fields + 1] = 'isolated'; fields[#fields + 1] = 1 end
+  redis.call('HSET', run, unpack(fields))
   if f[5] then
     if attempt > 1 then emit(run, id, 'retry', '{"attempt":' .. attempt .. '}') end
     emit(run, id, 'state', '{"state":"running","attempt":' .. attempt .. '}')
@@ -33,9 +36,9 @@ local function start(id, pipeline, isolated)
 end
 
 -- Crash isolation: runs whose worker died wait as suspects until a worker runs each alone.
-local waiting = 0
-for _, p in ipairs(pipelines) do waiting = waiting + redis.call('ZCARD', key(SUSPECTS, p)) end
-if waiting > 0 then
+local suspects = {}
+for i, p in ipairs(pipelines) do suspects[i] = key(SUSPECTS, p) end
+if redis.call('EXISTS', unpack(suspects)) > 0 then
   if ARGV[9] == '1' then
     for _, p in ipairs(pipelines) do
       local head = redis.call('ZRANGE', key(SUSPECTS, p), 0, 0)
@@ -43,6 +46,7 @@ if waiting > 0 then
         redis.call('ZREM', key(SUSPECTS, p), head[1])
         local started = start(head[1], p, true)
         if started then
+          redis.call('ZADD', key(LEASES, p), now + lease_ms, head[1])
           redis.call('SET', KEYS[2], worker, 'PX', lease_ms)
           return {'isolated', unpack(started)}
         end
@@ -73,12 +77,23 @@ for _, p in ipairs(pipelines) do
   for i = 1, #head, 2 do due[#due + 1] = {tonumber(head[i + 1]), head[i], p} end
 end
 if #pipelines > 1 then table.sort(due, function(a, b) return a[1] < b[1] end) end
+-- Taken off their queues, then onto their leases, in one call per pipeline each.
+local taken, leased = {}, {}
 for i = 1, math.min(slots, #due) do
-  local score, id, p = due[i][1], due[i][2], due[i][3]
-  redis.call('ZREM', key(QUEUE, p), id)
+  local p = due[i][3]
+  taken[p] = taken[p] or {}
+  table.insert(taken[p], due[i][2])
+end
+for p, ids in pairs(taken) do call_in_chunks('ZREM', key(QUEUE, p), ids, 1000) end
+for i = 1, math.min(slots, #due) do
+  local id, p = due[i][2], due[i][3]
   local started = start(id, p, false)
   if started then
     for _, value in ipairs(started) do result[#result + 1] = value end
+    leased[p] = leased[p] or {}
+    table.insert(leased[p], now + lease_ms)
+    table.insert(leased[p], id)
   end
 end
+for p, entries in pairs(leased) do call_in_chunks('ZADD', key(LEASES, p), entries, 1000) end
 return result

@@ -9,21 +9,31 @@
 local now = now_ms()
 local results = {}
 local woken = {}
+local released = {} -- per pipeline: the runs whose lease this call ends
 for i = 6, #ARGV, 6 do
   local id, pipeline, token, kind, a, b =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local run = key(RUN, id)
-  local f = redis.call('HMGET', run, 'fence', 'state', 'streamed', 'created')
+  -- One read for the fence check, for ending the run (END_FIELDS from f[11]) and for the
+  -- record the finished notice carries.
+  local f = redis.call('HMGET', run, 'fence', 'state', 'streamed', 'created', 'pipeline',
+                       'attempts', 'worker', 'tenant', 'metadata', 'started',
+                       unpack(END_FIELDS))
+  local fields = {pipeline = f[5], attempts = f[6], worker = f[7], tenant = f[8],
+                  metadata = f[9], created = f[4], started = f[10]}
   if f[1] ~= token then
     results[#results + 1] = -1
   elseif f[2] ~= 'running' then
     results[#results + 1] = 0
   else
-    redis.call('ZREM', key(LEASES, pipeline), id)
+    released[pipeline] = released[pipeline] or {}
+    table.insert(released[pipeline], id)
     if kind == 'succeeded' then
-      end_run(run, id, pipeline, 'succeeded', a, 'null', now, f[3])
+      end_run(run, id, pipeline, 'succeeded', a, 'null', now, f[3], {unpack(f, 11)})
+      notice_record(id, 'succeeded', a, 'null', now, fields)
     elseif kind == 'failed' then
-      end_run(run, id, pipeline, 'failed', 'null', a, now, f[3])
+      end_run(run, id, pipeline, 'failed', 'null', a, now, f[3], {unpack(f, 11)})
+      notice_record(id, 'failed', 'null', a, now, fields)
     else
       -- It ended its attempt without crashing: not a suspect any more.
       redis.call('HSET', run, 'state', 'queued')
@@ -44,5 +54,7 @@ for i = 6, #ARGV, 6 do
     results[#results + 1] = 1
   end
 end
+for p, ids in pairs(released) do call_in_chunks('ZREM', key(LEASES, p), ids, 1000) end
+flush_ends(now)
 for p in pairs(woken) do wake(p) end
 return results

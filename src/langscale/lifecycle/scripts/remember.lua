@@ -13,6 +13,7 @@ for i = 6, #ARGV, 4 do
     local replay = key(REPLAY, id)
     redis.call('HSET', replay, 'v:' .. ARGV[i + 2], ARGV[i + 3])
     redis.call('EXPIRE', replay, RESULT_TTL)
+    redis.call('HSET', key(RUN, id), 'replay', 1)  -- the run's end deletes the replay hash
     results[#results + 1] = 1
   end
 end

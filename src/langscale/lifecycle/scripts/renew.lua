@@ -109,5 +109,6 @@ for k = 12, 11 + n do
 end
 -- The failed-run index keeps what the run hashes keep, no older.
 redis.call('ZREMRANGEBYSCORE', P .. FAILED, '-inf', now - RESULT_TTL * 1000)
+flush_ends(now)
 for p in pairs(woken) do wake(p) end
 return {swept, unpack(lost)}

@@ -10,4 +10,5 @@ if f[1] ~= ARGV[6] or f[2] ~= 'running' then return -1 end
 local n = redis.call('HINCRBY', KEYS[2], 'n:' .. f[3] .. ':' .. ARGV[7], 1)
 local slot = ARGV[7] .. ':' .. n
 redis.call('EXPIRE', KEYS[2], RESULT_TTL)
+redis.call('HSET', KEYS[1], 'replay', 1)  -- the run's end deletes the replay hash
 return {slot, redis.call('HGET', KEYS[2], 'v:' .. slot) or ''}

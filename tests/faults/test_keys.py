@@ -47,11 +47,15 @@ def test_after_a_soak_with_kills_only_the_finished_runs_keys_remain(
     assert all(db.ttl(k) > 0 for k in idempotency)
     served = {k for k in keys if ":served:" in k}
     assert all(db.zcard(k) <= 3 for k in served)  # the live workers only
-    indexes = {k for k in keys if ":runs:" in k}  # listing indexes: every run, by tenant
+    # An index's prune marker (a string, "<prefix>pruned:runs:...") lives 10 s.
+    markers = {k for k in keys if ":pruned:" in k}
+    marker_ttls = [db.pttl(k) for k in markers]
+    assert all(ttl == -2 or 0 < ttl <= 10_000 for ttl in marker_ttls)  # -2: gone since
+    indexes = {k for k in keys if ":runs:" in k} - markers  # listings: every run, by tenant
     assert all(db.ttl(k) > 0 for k in indexes)  # they expire after the last run they list
     listed = {run for k in indexes for run in db.zrange(k, 0, -1)}
     assert {k.rsplit(":", 1)[-1] for k in runs_keys} == listed
-    rest = keys - runs_keys - stream_keys - counters - idempotency - served - indexes
+    rest = keys - runs_keys - stream_keys - counters - idempotency - served - indexes - markers
     rest -= {k for k in keys if k.startswith("test:")}  # the test's own history
     # Empty queues and lease sets vanish; what is left is one of each, whatever the load.
     rest -= {k for k in keys if any(f":{kind}:" in k for kind in ("queue", "leases", "suspects"))}

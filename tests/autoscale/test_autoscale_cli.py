@@ -148,6 +148,7 @@ def test_csv_pattern(tmp_path: Path) -> None:
         (None, ["--pattern", "csv"], "needs --csv"),
         (None, ["--set", "worker.autoscaling.kind=vpa"], "kind must be hpa or keda"),
         (None, ["--run-time", "lognormal:2"], "bad run time"),
+        (None, ["--run-time", "csv"], "need --pattern csv --csv FILE"),
         (None, ["--sweep-target", "abc"], "bad --sweep-target"),
     ],
 )

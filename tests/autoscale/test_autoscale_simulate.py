@@ -270,6 +270,48 @@ def test_csv(tmp_path: Path) -> None:
         read_csv(tmp_path / "missing.csv")
 
 
+def test_csv_run_times_replay_each_runs_own_duration(tmp_path: Path) -> None:
+    # 400 runs over 40 s; the second column is each run's own run time, the order of the
+    # rows is not the order of arrival.
+    def trace(long_every: int) -> Path:
+        rows = [f"{i / 10:.1f},{200 if i % long_every == 0 else 0.5}" for i in range(400)]
+        path = tmp_path / f"every-{long_every}.csv"
+        path.write_text("t,run_seconds\n" + "\n".join(reversed(rows)) + "\n")
+        return path
+
+    def peak(path: Path) -> int:
+        cfg = SimConfig(
+            values=chart(),
+            pattern=Pattern(kind="csv", csv_path=str(path)),
+            duration=300,
+            run_time=RunTime.parse("csv"),
+        )
+        result = run(cfg)
+        assert result.summary["settings"]["run_time"] == "recorded per run (CSV second column)"
+        return int(result.summary["max_replicas"])
+
+    # All long: ~400 in progress -> ceil(400 / 80) = 5 replicas; none long: one replica.
+    assert peak(trace(long_every=1)) == 5
+    assert peak(trace(long_every=1000)) == 1
+    # Half long: between the two (runs queued behind the long ones count too).
+    assert 1 < peak(trace(long_every=2)) < 5
+
+
+def test_csv_run_times_need_a_second_column_on_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("t,run_seconds\n0,1.5\n1,\n")
+    cfg = SimConfig(
+        values=chart(),
+        pattern=Pattern(kind="csv", csv_path=str(path)),
+        duration=60,
+        run_time=RunTime.parse("csv"),
+    )
+    with pytest.raises(ArrivalError, match="second column of every row"):
+        run(cfg)
+    with pytest.raises(ArrivalError, match="need --pattern csv"):
+        run(replace(cfg, pattern=Pattern(kind="constant", rate=1)))
+
+
 def test_sample_csv_reads() -> None:
     sample = Path(__file__).parents[2] / "examples" / "autoscale" / "arrivals.csv"
     times = read_csv(sample)

@@ -14,20 +14,18 @@ from load import Load, pod_startup_seconds, run_states
 RATE, LOAD_SECONDS, RUN_SECONDS = 3.0, 60, 3.0
 
 
-def measured_run_seconds(url: str, run_ids: list[str]) -> float | None:
-    """Median of the runs' finished_at - started_at."""
-    import statistics
-
+def measured_run_seconds(url: str, run_ids: list[str]) -> list[float | None]:
+    """Each run's finished_at - started_at (None where the record lacks one)."""
     import httpx
 
     with httpx.Client(timeout=10) as client:
         records = [client.get(f"{url}/v1/runs/{run_id}").json() for run_id in run_ids]
-    times = [
+    return [
         float(r["finished_at"]) - float(r["started_at"])
-        for r in records
         if r.get("finished_at") and r.get("started_at")
+        else None
+        for r in records
     ]
-    return statistics.median(times) if times else None
 
 
 def scale_min_max_min(
@@ -76,17 +74,22 @@ def scale_min_max_min(
     assert first_out is not None and at_max is not None
     assert startup, "no worker pod was started by the scale-out"
 
-    # The run time the fleet really had (on a busy 2-core machine it exceeds the fake LLM's
-    # RUN_SECONDS), so the simulator replays the same work.
-    run_seconds = measured_run_seconds(url, trace.run_ids) or RUN_SECONDS
+    # The run times the fleet really had (on a busy 2-core machine they exceed the fake
+    # LLM's RUN_SECONDS, and vary), so the simulator replays the same work run by run.
+    measured = measured_run_seconds(url, trace.run_ids)
+    known = sorted(x for x in measured if x is not None)
+    median = known[len(known) // 2] if known else RUN_SECONDS
+    run_seconds = [median if x is None else x for x in measured]
 
-    # The same arrivals and values through `langscale autoscale simulate`.
+    # The same arrivals, run times and values through `langscale autoscale simulate`.
     csv = tmp_path / "arrivals.csv"
     # The controller syncs every 15 s from its own start: shift the arrivals so the
     # simulator's sync times fall where the controller's did (phase of the first scale-out).
     phase = first_out.t % 15
     shift = 15 - phase
-    csv.write_text("t\n" + "\n".join(f"{t + shift:.3f}" for t in trace.arrivals) + "\n")
+    pairs = zip(trace.arrivals, run_seconds, strict=True)
+    rows = (f"{t + shift:.3f},{run:.3f}" for t, run in pairs)
+    csv.write_text("t,run_seconds\n" + "\n".join(rows) + "\n")
     startup_median = startup[len(startup) // 2]
     duration = trace.samples[-1].t + shift
     argv = [
@@ -108,7 +111,7 @@ def scale_min_max_min(
         "--duration",
         f"{duration:.0f}",
         "--run-time",
-        f"{run_seconds:.2f}",
+        "csv",
         "--startup-seconds",
         f"{startup_median:.1f}",
         "--metric-lag",
@@ -145,7 +148,8 @@ def scale_min_max_min(
         "runs": len(trace.run_ids),
         "steps_t_real_sim": steps,
         "max_difference": worst,
-        "run_seconds_measured": round(run_seconds, 2),
+        "run_seconds_measured_median": round(median, 2),
+        "run_seconds_measured_max": round(max(run_seconds), 2),
         "simulate_command": " ".join(argv[2:]),
     }
     assert worst <= 1, f"{kind} vs simulator differ by {worst} replicas: {steps}"

@@ -109,28 +109,60 @@ def read_csv(path: str | Path) -> FloatArray:
 
     Timestamps are shifted so the first arrival is at 0 if they look absolute (epoch seconds).
     """
+    return read_trace(path)[0]
+
+
+def recorded_run_times(pattern: Pattern) -> FloatArray:
+    """Each run's own run time (seconds), from the second column of the pattern's CSV, in
+    the order of the sorted arrivals: replays a recorded trace with its real durations."""
+    if pattern.kind != "csv" or not pattern.csv_path:
+        raise ArrivalError("run times from the CSV need --pattern csv --csv FILE")
+    run_times = read_trace(pattern.csv_path)[1]
+    if run_times is None:
+        raise ArrivalError(
+            f"{pattern.csv_path}: --run-time csv needs a run time > 0 (seconds) in the "
+            "second column of every row"
+        )
+    return run_times
+
+
+def read_trace(path: str | Path) -> tuple[FloatArray, FloatArray | None]:
+    """Arrival timestamps (first column) and, when every row has one, run times in seconds
+    (second column), both ordered by arrival; see read_csv."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ArrivalError(f"cannot read CSV {p}: {exc.strerror or exc}") from exc
-    values: list[float] = []
+    rows: list[tuple[float, float | None]] = []
     for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
             continue
         cell = row[0].strip()
         try:
-            v = float(cell)
+            arrival = float(cell)
         except ValueError:
-            if lineno == 1 and not values:
+            if lineno == 1 and not rows:
                 continue  # header
             raise ArrivalError(f"{p}:{lineno}: not a number of seconds: {cell!r}") from None
-        if not math.isfinite(v) or v < 0:
+        if not math.isfinite(arrival) or arrival < 0:
             raise ArrivalError(f"{p}:{lineno}: timestamp must be a finite number >= 0: {cell!r}")
-        values.append(v)
-    if not values:
+        rows.append((arrival, _positive_seconds(row[1]) if len(row) > 1 else None))
+    if not rows:
         raise ArrivalError(f"{p}: no arrival timestamps found")
-    times = np.sort(np.asarray(values, dtype=np.float64))
+    rows.sort(key=lambda r: r[0])
+    times = np.asarray([t for t, _ in rows], dtype=np.float64)
     if times[0] > 1e8:  # epoch seconds: make relative
         times = times - times[0]
-    return times
+    recorded = [run for _, run in rows if run is not None]
+    if len(recorded) < len(rows):
+        return times, None
+    return times, np.asarray(recorded, dtype=np.float64)
+
+
+def _positive_seconds(cell: str) -> float | None:
+    try:
+        seconds = float(cell)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None

@@ -99,7 +99,8 @@ def add_parser(subparsers: Any) -> None:
         dest="csv_path",
         default=None,
         metavar="FILE",
-        help="csv: arrival timestamps in seconds, first column",
+        help="csv: arrival timestamps in seconds, first column (and each run's run time, "
+        "second column, for --run-time csv)",
     )
     g.add_argument("--arrival-process", choices=("poisson", "uniform"), default="poisson")
     g.add_argument(
@@ -110,7 +111,9 @@ def add_parser(subparsers: Any) -> None:
     )
     g = p.add_argument_group("fleet and control loop")
     g.add_argument(
-        "--run-time", default="lognormal:2,0.5", help="SECONDS (fixed) or lognormal:MEDIAN,SIGMA"
+        "--run-time",
+        default="lognormal:2,0.5",
+        help="SECONDS (fixed), lognormal:MEDIAN,SIGMA or csv (each run's own, from --csv)",
     )
     g.add_argument(
         "--startup-seconds", type=float, default=30.0, help="from replica requested to taking jobs"

@@ -25,16 +25,19 @@ class SimulationError(ValueError):
 
 @dataclass(frozen=True)
 class RunTime:
-    """Run time of one job: fixed, or lognormal with a median and a sigma (of the log)."""
+    """Run time of one job: fixed, lognormal with a median and a sigma (of the log), or
+    each run's own, recorded in the arrivals CSV's second column."""
 
-    kind: str = "fixed"  # fixed | lognormal
+    kind: str = "fixed"  # fixed | lognormal | csv
     median: float = 1.0
     sigma: float = 0.0
 
     @classmethod
     def parse(cls, spec: str) -> RunTime:
-        """``2`` / ``fixed:2`` / ``lognormal:2,0.5`` (median seconds, sigma)."""
+        """``2`` / ``fixed:2`` / ``lognormal:2,0.5`` (median seconds, sigma) / ``csv``."""
         s = spec.strip()
+        if s == "csv":
+            return cls("csv")
         try:
             if s.startswith("lognormal:"):
                 median_s, sigma_s = s.split(":", 1)[1].split(",")
@@ -43,7 +46,7 @@ class RunTime:
                 rt = cls("fixed", float(s.removeprefix("fixed:")), 0.0)
         except ValueError:
             raise SimulationError(
-                f"bad run time {spec!r}: use SECONDS, fixed:SECONDS or lognormal:MEDIAN,SIGMA"
+                f"bad run time {spec!r}: use SECONDS, fixed:SECONDS, lognormal:MEDIAN,SIGMA or csv"
             ) from None
         if not rt.median > 0 or rt.sigma < 0 or not math.isfinite(rt.median + rt.sigma):
             raise SimulationError(f"bad run time {spec!r}: need median > 0 and sigma >= 0")
@@ -55,6 +58,8 @@ class RunTime:
         return np.full(n, self.median)
 
     def describe(self) -> str:
+        if self.kind == "csv":
+            return "recorded per run (CSV second column)"
         if self.kind == "lognormal":
             return f"lognormal(median={self.median:g}s, sigma={self.sigma:g})"
         return f"fixed {self.median:g}s"
@@ -128,7 +133,10 @@ def run(cfg: SimConfig) -> SimResult:
     seq = np.random.SeedSequence(cfg.seed)
     rng_arrivals, rng_runs, rng_fleet = (np.random.default_rng(s) for s in seq.spawn(3))
     arr = arrivals_mod.generate(cfg.pattern, cfg.duration, rng_arrivals, cfg.process)
-    run_times = cfg.run_time.sample(len(arr), rng_runs)
+    if cfg.run_time.kind == "csv":
+        run_times = arrivals_mod.recorded_run_times(cfg.pattern)[: len(arr)]
+    else:
+        run_times = cfg.run_time.sample(len(arr), rng_runs)
     if v.job_timeout_seconds > 0:
         run_times = np.minimum(run_times, v.job_timeout_seconds)
 

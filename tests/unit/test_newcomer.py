@@ -146,7 +146,9 @@ def test_langscale_dev_binds_the_worker_health_port_to_loopback_and_says_where(
 def test_langscale_dev_answers_the_banners_curl_at_once_and_one_ctrl_c_stops_everything(
     tmp_path: Path,
 ) -> None:
-    dev, log, port = _start_dev(tmp_path)
+    # Started as a non-interactive shell starts a background job (CI, `make run &`): with
+    # SIGINT ignored, which Python's own Ctrl-C handling then leaves ignored.
+    dev, log, port = _start_dev(tmp_path, sigint_ignored=True)
     try:
         wait_until(lambda: "langscale is running" in log.read_text(), 90, interval=0.2)
         # The banner comes once a worker has published its pipelines: its curl works now.
@@ -167,9 +169,15 @@ def test_langscale_dev_answers_the_banners_curl_at_once_and_one_ctrl_c_stops_eve
             os.killpg(dev.pid, signal.SIGKILL)
 
 
-def _start_dev(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
+def _start_dev(
+    tmp_path: Path, sigint_ignored: bool = False
+) -> tuple[subprocess.Popen[bytes], Path, int]:
     """`langscale dev` on a free port, in its own process group as a terminal gives it,
     without the session's LANGSCALE_* settings; returns the process, its log and port."""
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     from langscale.localredis import free_port
 
     port = free_port()
@@ -183,6 +191,7 @@ def _start_dev(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
             start_new_session=True,
+            preexec_fn=ignore_sigint if sigint_ignored else None,
         )
     return dev, log, port
 

@@ -100,6 +100,32 @@ async def test_async_batch_names_every_run_when_the_gateway_gives_up(stack: Stac
     assert error["pending"][0] in str(raised.value)
 
 
+def test_a_remote_runnable_url_may_carry_a_query_string(stack: Stack) -> None:
+    # RemoteRunnable appends "/invoke" after the query: /sleepy?timeout=1/invoke.
+    assert RemoteRunnable(f"{stack.url}/chat?timeout=2").invoke({"question": "q"}) == (
+        "You said: q"
+    )
+    sleepy = RemoteRunnable(f"{stack.url}/sleepy?timeout=1")
+    assert sleepy.batch([{"seconds": 0.1}, {"seconds": 0.2}]) == [0.1, 0.2]
+    with pytest.raises(httpx.HTTPStatusError) as raised:
+        sleepy.invoke({"seconds": 2.5})  # the URL's timeout, not the server's maximum
+    assert raised.value.response.json()["error"]["type"] == "run_timeout"
+
+
+def test_a_stream_that_lost_its_pipeline_to_a_query_string_says_why(
+    stack: Stack, client: httpx.Client
+) -> None:
+    # Its streams urljoin the method onto the URL's path: /stream, without the pipeline.
+    chat = RemoteRunnable(f"{stack.url}/chat?timeout=2")
+    with pytest.raises(httpx.HTTPStatusError) as raised:
+        list(chat.stream({"question": "q"}))
+    assert raised.value.response.status_code == 404
+    for method in ("stream", "stream_log", "stream_events"):
+        response = client.post(f"/{method}", json={"input": {"question": "q"}})
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "pipeline_not_in_path"
+
+
 def test_batch_has_one_answer_shape_for_one_input_or_many(client: httpx.Client) -> None:
     for inputs in ([{"question": "a"}], [{"question": "a"}, {"question": "b"}]):
         body = client.post("/chat/batch", json={"inputs": inputs}).json()

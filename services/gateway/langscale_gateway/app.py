@@ -22,6 +22,7 @@ from langscale_gateway.drain import Drain
 from langscale_gateway.observability import HttpMetrics
 from langscale_gateway.openapi import DocsBuilder
 from langscale_gateway.routes import langserve, runs, system, threads
+from langscale_gateway.runnable_url import QueryBeforeMethod
 from langscale_gateway.service import RunService
 from langscale_gateway.waiter import RunWaiter
 from langscale_gateway.webhooks import Deliverer
@@ -96,6 +97,7 @@ def create_app(
     app.include_router(langserve.router)
     # Ours, not FastAPI's max_body_size: Starlette answers that 413 in plain text.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(QueryBeforeMethod)  # RemoteRunnable("…/chat?timeout=10")
     # Outermost: counts and times every answer, the 413s and error pages included.
     app.add_middleware(HttpMetrics)
     if telemetry.tracing_active(tracer_provider):

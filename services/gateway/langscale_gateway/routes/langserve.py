@@ -361,3 +361,19 @@ async def stream_log(
     return await _stream(
         pipeline, body, service, caller, on_disconnect, StreamMode.LOG, multitask_strategy
     )
+
+
+@router.post("/stream", include_in_schema=False)
+@router.post("/stream_events", include_in_schema=False)
+@router.post("/stream_log", include_in_schema=False)
+async def stream_without_pipeline() -> None:
+    """RemoteRunnable("…/chat?timeout=10") streams to /stream: it resolves the method against
+    the URL's path, dropping the query string and the pipeline with it (invoke and batch are
+    routed by runnable_url)."""
+    raise ApiError(
+        404,
+        "pipeline_not_in_path",
+        "no pipeline in the path: a RemoteRunnable whose URL has a query string streams to "
+        "/stream, without its pipeline; give it the pipeline's URL alone (http://host/chat): "
+        "the gateway waits as long as a run takes, up to LANGSCALE_MAX_INVOKE_TIMEOUT",
+    )

@@ -55,7 +55,8 @@ WEBHOOKS = "webhooks"  # Sorted set: run id -> when its webhook delivery is next
 # Channels, under the deployment's prefix (pub/sub is cluster-wide).
 FINISHED = "finished"  # the id of every run that reaches a final state
 CANCEL = "cancel"  # the id of every running run a client cancelled
-WAKE = "wake"  # per pipeline (wake:<pipeline>): a run of it became due
+WAKE = "wake"  # per pipeline (wake:<pipeline>): a run of it became due; the message is
+#              the partition's key prefix
 WEBHOOK = "webhook"  # a run with a webhook ended: a delivery is due (gateways deliver)
 
 LUA_KEY_KINDS = {

@@ -4,7 +4,9 @@ holds many runs (issue 16: Redis commands per run, counted with INFO commandstat
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
+from collections import Counter
 from collections.abc import Awaitable
 from importlib import resources
 from typing import TypeVar
@@ -13,6 +15,7 @@ from lifecycle_helpers import claim_all, lifecycle_config, store_and_leases, sub
 from redis.asyncio import Redis
 
 from langscale.contract import JobSpec
+from langscale.keys import partition_of
 from langscale.lifecycle import Applied, RunStore, Succeeded
 from langscale.lifecycle.store import _Group
 from langscale.localredis import LocalRedis
@@ -79,7 +82,7 @@ async def test_the_commands_each_step_of_a_run_costs(
     config, store, leases = store_and_leases(redis, redis_server.url)
     await submit(store)  # the listing indexes are pruned at most once per 10 s: done here
     await leases.finish(0, [(c, Succeeded('"ok"')) for c in await claim_all(leases)])
-    for count, bounds in ((1, (11, 9, 9, 1)), (10, (20, 27, 36, 10))):
+    for count, bounds in ((1, (11, 10, 9, 1)), (10, (20, 28, 36, 10))):
         run_ids, enqueue = await used_by(redis, submit(store, count=count))
         claims, start = await used_by(redis, claim_all(leases))
         _, end = await used_by(redis, leases.finish(0, [(c, Succeeded('"ok"')) for c in claims]))
@@ -93,6 +96,10 @@ async def test_the_commands_each_step_of_a_run_costs(
         assert enqueue["zadd"] == 3 and "hdel" not in end and "del" not in end
         ttls = [await redis.ttl(store.keyspace.run(r)) for r in run_ids]
         assert all(0 < ttl <= config.header.result_ttl for ttl in ttls)
+    # Workers ask every partition in turn: one with nothing in it costs the call and one
+    # EXISTS.
+    nothing, asked = await used_by(redis, claim_all(leases))
+    assert nothing == [] and asked == {"evalsha": 1, "exists": 1}
 
 
 async def test_an_index_a_forget_emptied_gets_its_ttl_again_at_the_next_submit(
@@ -155,3 +162,39 @@ async def test_requests_that_find_the_pipeline_cache_stale_at_once_share_one_rea
     catalog = PipelineCatalog(store, ttl=60)
     _, used = await used_by(redis, asyncio.gather(*(catalog.all() for _ in range(20))))
     assert used["evalsha"] == 1  # one registry read (the forgotten-pipeline sweep reads none)
+
+
+async def test_a_wake_up_names_the_partition_its_runs_became_due_in(
+    redis: Redis, redis_server: LocalRedis
+) -> None:
+    # Workers then ask that partition alone, not every one (most are empty on a cluster).
+    config, store, _leases = store_and_leases(redis, redis_server.url, redis_partitions=4)
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(config.keyspace.wake_channel("chat"))
+        await pubsub.get_message(timeout=1)  # the subscription's confirmation
+        for partition in (3, 1):
+            await submit(store, partition=partition)
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+            assert message is not None
+            assert message["data"].decode() == config.keyspace.prefix(partition)
+
+
+async def test_submits_that_arrive_together_share_one_call_and_calls_go_round_partitions(
+    redis: Redis, redis_server: LocalRedis
+) -> None:
+    # On a cluster a random partition per submit made ~one submit per call (~8 commands).
+    config, store, _leases = store_and_leases(redis, redis_server.url, redis_partitions=4)
+    ids = config.partition_ids
+
+    async def one() -> str:
+        (run_id,) = store.new_run_ids(1, store.partition_for("t"))
+        await store.submit([JobSpec(run_id=run_id, pipeline="chat", input={})])
+        return run_id
+
+    together, enqueued = await used_by(redis, asyncio.gather(*(one() for _ in range(10))))
+    assert len({partition_of(r) for r in together}) == 1
+    assert enqueued["publish"] == 1, enqueued  # one enqueue_many call, one wake-up
+    apart = [partition_of(await one()) for _ in range(8)]
+    assert Counter(apart) == dict.fromkeys(ids, 2)
+    turn = [ids.index(p) for p in apart]
+    assert all(b == (a + 1) % 4 for a, b in itertools.pairwise(turn))

@@ -238,6 +238,15 @@ class WorkerProcess:
         self._next_partition = 0
         self._wake = asyncio.Event()
         self._more_due = True  # the last claim may have left due runs (see _claim)
+        # Which partitions to ask (see _claim): every one, at start, after a wake-up that
+        # names none and at least once per poll interval; else those a wake-up named.
+        self._scan_all = True
+        self._last_scan_all = 0.0
+        self._hinted: set[int] = set()
+        self._partition_of = {
+            self.config.keyspace.prefix(partition): partition
+            for partition in self.config.partition_ids
+        }
         self._stopping = asyncio.Event()
         self._definitions = [
             pipeline.definition().model_copy(update={"pool": settings.worker_pool})
@@ -302,6 +311,8 @@ class WorkerProcess:
                     logger.warning("claim failed: %s", error)
                 self.last_iteration = time.monotonic()
                 await _first(self._wake, self._stopping, timeout=self.settings.poll_interval)
+                if not self._wake.is_set():
+                    self._scan_all = True  # runs that became due by time (a retry's delay)
             await self._drain()
         finally:
             self.outbox.stop.set()
@@ -332,29 +343,54 @@ class WorkerProcess:
         free = self.settings.worker_concurrency - len(self.running)
         was = self._isolation
         isolating = False
-        # Whether due runs may be left: then a freed slot claims at once; else the next
-        # claim waits for a wake-up (a run became due) or the poll interval.
-        self._more_due = True
-        for partition in self._partitions():
-            slots = 0 if was == "isolating" else free
-            if slots <= 0 and not idle and was != "isolating":
-                break
-            result = await self.leases.claim(partition, slots, idle)
-            if result.mode == "isolated":
-                self._isolation = "isolated"
-                self._start(result.claims[0])
-                return
-            if result.mode == "isolating":
-                isolating = True
-                break
-            for claim in result.claims:
-                self._start(claim)
-            free -= len(result.claims)
-            idle = idle and not result.claims
-        else:
-            self._more_due = free <= 0  # every partition was asked, and had no more
+        # Every partition, or only those a wake-up named since (on a cluster most are
+        # empty at any moment); all of them at least once per poll interval, for runs
+        # that became due by time and wake-ups this process missed.
+        now = time.monotonic()
+        scan_all = (
+            self._scan_all
+            or was == "isolating"
+            or now - self._last_scan_all >= self.settings.poll_interval
+        )
+        pending = [p for p in self._partitions() if scan_all or p in self._hinted]
+        self._scan_all = False
+        self._hinted.difference_update(pending)
+        if scan_all:
+            self._last_scan_all = now
+        try:
+            while pending:
+                slots = 0 if was == "isolating" else free
+                if slots <= 0 and not idle and was != "isolating":
+                    break
+                partition = pending[0]
+                result = await self.leases.claim(partition, slots, idle)
+                pending.pop(0)
+                if result.mode == "isolated":
+                    self._isolation = "isolated"
+                    self._start(result.claims[0])
+                    return
+                if result.mode == "isolating":
+                    isolating = True
+                    break
+                for claim in result.claims:
+                    self._start(claim)
+                if slots > 0 and len(result.claims) >= slots:
+                    self._hinted.add(partition)  # it may have more: ask again when free
+                free -= len(result.claims)
+                idle = idle and not result.claims
+        finally:
+            # Partitions not asked (no free slot, isolation, Redis unavailable): ask again.
+            if pending:
+                if scan_all:
+                    self._scan_all = True
+                else:
+                    self._hinted.update(pending)
+            # Whether due runs may be left: then a freed slot claims at once; else the
+            # next claim waits for a wake-up (a run became due) or the poll interval.
+            self._more_due = self._scan_all or bool(self._hinted)
         self._isolation = "isolating" if isolating else None
         if was == "isolating" and self._isolation is None:
+            self._scan_all = True
             self._wake.set()  # no suspects left: claim normally at once
 
     def _partitions(self) -> list[int]:
@@ -375,6 +411,7 @@ class WorkerProcess:
         self._partial_kept.discard(claim.run_id)
         if claim.isolated:
             self._isolation = None
+            self._scan_all = True  # other suspects may wait, in any partition
         if not task.cancelled() and task.exception() is not None:
             logger.error(
                 "attempt of %s crashed in the worker itself",
@@ -495,14 +532,22 @@ class WorkerProcess:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(*channels, cancel)
-                    self._wake.set()  # anything published while we were away
+                    self._scan_all = True  # anything published while we were away
+                    self._wake.set()
                     async for message in pubsub.listen():
                         if message["type"] != "message":
                             continue
                         if message["channel"].decode() == cancel:
                             self._cancel(message["data"].decode(), "cancelled")
+                            continue
+                        # A wake-up names its partition (its key prefix); one that names
+                        # none (an older gateway's) has every partition asked.
+                        partition = self._partition_of.get(message["data"].decode())
+                        if partition is None:
+                            self._scan_all = True
                         else:
-                            self._wake.set()
+                            self._hinted.add(partition)
+                        self._wake.set()
             except UNAVAILABLE as error:
                 logger.warning("pub/sub subscription lost (%s); polling until it is back", error)
                 await asyncio.sleep(self.settings.poll_interval)

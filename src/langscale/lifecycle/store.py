@@ -277,6 +277,7 @@ class RunStore:
         # with a call in flight (see _enqueue_batched).
         self._waiting: dict[int, list[_Group]] = {}
         self._flushing: set[int] = set()
+        self._next_partition = random.randrange(len(config.partition_ids))  # gateways differ
         self._flushes: set[asyncio.Task[None]] = set()
 
     # --- submit ---------------------------------------------------------------------------
@@ -284,13 +285,20 @@ class RunStore:
         self, tenant: str, idempotency_key: str | None = None, thread_id: str | None = None
     ) -> int:
         """A new request's partition: its thread's (every run of a thread is in it), else
-        fixed by its Idempotency-Key (so a repeat finds the key), else any."""
+        fixed by its Idempotency-Key (so a repeat finds the key), else the one whose next
+        enqueue call is forming (see _enqueue_batched), else the next in turn: under load
+        one call at a time collects the submits, as on one Redis, and the calls go round
+        the partitions (a random pick split them ~one submit per call on a cluster)."""
+        ids = self.config.partition_ids
         if thread_id is not None:
-            return thread_partition(tenant, thread_id, self.config.partition_ids)
+            return thread_partition(tenant, thread_id, ids)
         if idempotency_key is not None:
-            ids = self.config.partition_ids
             return ids[zlib.crc32(f"{tenant}\0{idempotency_key}".encode()) % len(ids)]
-        return random.choice(self.config.partition_ids)
+        forming = next((p for p in self._flushing if self._waiting.get(p)), None)
+        if forming is not None:
+            return forming
+        self._next_partition = (self._next_partition + 1) % len(ids)
+        return ids[self._next_partition]
 
     def new_run_ids(self, count: int, partition: int) -> list[str]:
         return [new_run_id(partition) for _ in range(count)]

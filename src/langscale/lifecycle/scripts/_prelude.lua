@@ -51,7 +51,7 @@ local function admit_head(thread, now)
         local gate = tonumber(redis.call('HGET', key(THREAD, thread), 'partial_until'))
         redis.call('ZADD', key(QUEUE, f[2]), math.max(now, gate or 0), head)
         redis.call('EXPIRE', run, RESULT_TTL)
-        redis.call('PUBLISH', G .. WAKE .. ':' .. f[2], '')
+        redis.call('PUBLISH', G .. WAKE .. ':' .. f[2], P)
       end
       return
     end
@@ -177,7 +177,8 @@ local function flush_ends(now)
   redis.call('PUBLISH', G .. FINISHED, notice)
 end
 
-local function wake(pipeline) redis.call('PUBLISH', G .. WAKE .. ':' .. pipeline, '') end
+-- A wake-up names the partition (its key prefix): a worker asks only that one.
+local function wake(pipeline) redis.call('PUBLISH', G .. WAKE .. ':' .. pipeline, P) end
 
 -- One command for many values (ZREM ids, ZADD score-id pairs: step even), in chunks: Lua
 -- unpacks at most a few thousand values at once.

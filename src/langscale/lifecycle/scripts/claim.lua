@@ -10,10 +10,21 @@
 --   since it was enqueued, pipeline}. mode: 'runs'; 'isolated' (one suspect: run it and
 --   nothing else); 'isolating' (suspects wait and this worker takes them: start nothing
 --   more until it is idle).
-local now = now_ms()
 local worker, slots, lease_ms = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local pipelines = {}
 for i = 10, #ARGV do pipelines[#pipelines + 1] = ARGV[i] end
+
+-- A partition with none of these keys has nothing to do (empty sorted sets do not exist):
+-- one EXISTS answers that, where the steps below take 3 + one per pipeline. Workers ask
+-- every partition in turn, and on a cluster most are empty at any moment.
+local watched = {KEYS[2]}
+for _, p in ipairs(pipelines) do
+  watched[#watched + 1] = key(QUEUE, p)
+  watched[#watched + 1] = key(SUSPECTS, p)
+end
+if redis.call('EXISTS', unpack(watched)) == 0 then return {'runs'} end
+
+local now = now_ms()
 
 -- Starts a run taken off its queue (the caller adds it to its pipeline's leases).
 local function start(id, pipeline, isolated)

@@ -65,6 +65,14 @@ async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture(scope="module")
+def client(stack: Any) -> Iterator[httpx.Client]:
+    """An HTTP client of the gateway of the module's ``stack`` (a fixture each module that
+    uses this one defines, with its own settings)."""
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
 def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
 

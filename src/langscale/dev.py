@@ -107,14 +107,14 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> int:
     exe = [sys.executable, "-m", "langscale.cli"]
     children: list[subprocess.Popen[bytes]] = []
 
-    def on_term(signum: int, frame: object) -> None:
+    def on_stop_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     # SIGINT explicitly too: a process started in the background by a non-interactive shell
     # (CI, `make run &`) inherits SIGINT ignored, and Python then raises no KeyboardInterrupt,
     # while the children, which install their own handlers, still stop on Ctrl-C.
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    signal.signal(signal.SIGINT, on_stop_signal)
     try:
         children.append(subprocess.Popen([*exe, "worker"], env=env))
         children.append(

@@ -434,19 +434,11 @@ class Settings(BaseSettings):
     def _parse_tenant_map(cls, value: object) -> object:
         return _parse_mapping(value, "tenant=value")
 
-    @field_validator("webhook_allowed_hosts", mode="before")
+    @field_validator(
+        "webhook_allowed_hosts", "runs_indexed_metadata", "llm_cache_pipelines", mode="before"
+    )
     @classmethod
-    def _parse_allowed_hosts(cls, value: object) -> object:
-        return parse_names(value)
-
-    @field_validator("runs_indexed_metadata", mode="before")
-    @classmethod
-    def _parse_indexed_metadata(cls, value: object) -> object:
-        return parse_names(value)
-
-    @field_validator("llm_cache_pipelines", mode="before")
-    @classmethod
-    def _parse_cache_pipelines(cls, value: object) -> object:
+    def _parse_name_lists(cls, value: object) -> object:
         return parse_names(value)
 
     @field_validator("pipeline_timeouts", mode="before")

@@ -38,12 +38,6 @@ def stack(redis_server: LocalRedis, logs_dir: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def db(redis_server: LocalRedis) -> Iterator[redis.Redis]:
     with sync_client(redis_server.url) as connection:
         yield connection

@@ -47,12 +47,6 @@ def stack(redis_server: LocalRedis, logs_dir: Path) -> Iterator[Stack]:
     stack.stop()
 
 
-@pytest.fixture
-def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, timeout=30) as http:
-        yield http
-
-
 def submit(client: httpx.Client, pipeline: str, value: Any, **body: Any) -> str:
     response = client.post("/v1/runs", json={"pipeline": pipeline, "input": value, **body})
     assert response.status_code == 202, response.text

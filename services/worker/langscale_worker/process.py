@@ -237,7 +237,6 @@ class WorkerProcess:
         self._isolation: Literal["isolating", "isolated"] | None = None
         self._next_partition = 0
         self._wake = asyncio.Event()
-        self._more_due = True  # the last claim may have left due runs (see _claim)
         # Which partitions to ask (see _claim): every one, at start, after a wake-up that
         # names none and at least once per poll interval; else those a wake-up named.
         self._scan_all = True
@@ -385,9 +384,6 @@ class WorkerProcess:
                     self._scan_all = True
                 else:
                     self._hinted.update(pending)
-            # Whether due runs may be left: then a freed slot claims at once; else the
-            # next claim waits for a wake-up (a run became due) or the poll interval.
-            self._more_due = self._scan_all or bool(self._hinted)
         self._isolation = "isolating" if isolating else None
         if was == "isolating" and self._isolation is None:
             self._scan_all = True
@@ -418,7 +414,9 @@ class WorkerProcess:
                 claim.run_id,
                 exc_info=task.exception(),
             )
-        if self._more_due or claim.isolated or self._isolation == "isolating":
+        # Due runs may be left (a partition to ask): a freed slot claims at once; else the
+        # next claim waits for a wake-up (a run became due) or the poll interval.
+        if self._scan_all or self._hinted or self._isolation == "isolating":
             self._wake.set()
 
     async def _attempt(self, claim: Claim) -> None:
